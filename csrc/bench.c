@@ -1,0 +1,377 @@
+/* bench.c - benchmark kernels: yfcore's switch and coroutine life against glibc
+ * ucontext and Boost.Context fcontext, raw switch variants, stack costs. Each
+ * kernel runs n iterations in one call and returns the elapsed nanoseconds
+ * (or -1 with errno), so Python's per-call cost never enters the figure. */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+#include "yfi.h"
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
+}
+
+static char errbuf[512];
+
+const char *yf_bench_error(void)
+{
+    return errbuf;
+}
+
+void yf_bench_nop(void)
+{
+}
+
+/* ---- raw switch variants ------------------------------------------------------ */
+
+static struct {
+    void *main_sp, *co_sp;
+    yfi_ctx_fn sw;
+    int depth;
+} raw;
+
+static __attribute__((noinline)) void raw_deep(int d)
+{
+    if (d == 0)
+        raw.sw(&raw.co_sp, raw.main_sp, NULL);
+    else
+        raw_deep(d - 1);
+    /* Keeps the recursive call a real call, not a tail jump. */
+    __asm__ volatile("" ::: "memory");
+}
+
+static void raw_body(void *v)
+{
+    (void)v;
+    for (;;) {
+        if (raw.depth)
+            raw_deep(raw.depth);
+        else
+            raw.sw(&raw.co_sp, raw.main_sp, NULL);
+    }
+}
+
+double yf_bench_ctx(int variant, int64_t n, int depth)
+{
+    if (variant < 0 || variant >= YF_CTX_NVARIANTS || n < 0 || depth < 0 || depth > 1000) {
+        errno = EINVAL;
+        return -1;
+    }
+    size_t size = 256 * 1024;
+    char *stk = malloc(size);
+    if (!stk) {
+        errno = ENOMEM;
+        return -1;
+    }
+    uint32_t m;
+    uint16_t c;
+    yfi_fpenv_read(&m, &c);
+    raw.sw = yfi_ctx_variants[variant];
+    raw.depth = depth;
+    raw.co_sp = yfi_ctx_make(stk + size, raw_body, m, c);
+    raw.sw(&raw.main_sp, raw.co_sp, NULL);
+    double t0 = now();
+    for (int64_t i = 0; i < n; i++)
+        raw.sw(&raw.main_sp, raw.co_sp, NULL);
+    double t = now() - t0;
+    /* The body never ends; its stack is simply dropped. */
+    free(stk);
+    return t;
+}
+
+/* ---- yfcore through the scheduler -------------------------------------------------- */
+
+static intptr_t yield_until(void *arg)
+{
+    volatile int *stop = arg;
+    while (!*stop)
+        yf_co_yield();
+    return 0;
+}
+
+double yf_bench_switch_yf(int64_t n, unsigned flags, size_t stack_size)
+{
+    yf_sched *s = yf_sched_new(stack_size, flags);
+    if (!s)
+        return -1;
+    volatile int stop = 0;
+    yf_co *co = yf_co_create(s, yield_until, (void *)&stop);
+    if (!co) {
+        int e = errno;
+        yf_sched_free(s);
+        errno = e;
+        return -1;
+    }
+    yf_co_resume(co);
+    double t0 = now();
+    for (int64_t i = 0; i < n; i++)
+        yf_co_resume(co);
+    double t = now() - t0;
+    stop = 1;
+    yf_co_resume(co);
+    yf_co_reap(co, NULL);
+    yf_sched_free(s);
+    return t;
+}
+
+static intptr_t three_yields(void *arg)
+{
+    (void)arg;
+    yf_co_yield();
+    yf_co_yield();
+    yf_co_yield();
+    return 0;
+}
+
+double yf_bench_create_yf(int64_t n, unsigned flags, size_t stack_size)
+{
+    yf_sched *s = yf_sched_new(stack_size, flags);
+    if (!s)
+        return -1;
+    double t = 0;
+    /* Iteration -1 warms the pool: the first stack is carved from a new
+     * arena, which the steady state never does. */
+    for (int64_t i = -1; i < n; i++) {
+        if (i == 0)
+            t = now();
+        yf_co *co = yf_co_create(s, three_yields, NULL);
+        if (!co) {
+            int e = errno;
+            yf_sched_free(s);
+            errno = e;
+            return -1;
+        }
+        yf_sched_run(s);
+        yf_co_reap(co, NULL);
+    }
+    t = now() - t;
+    yf_sched_free(s);
+    return t;
+}
+
+/* ---- glibc ucontext ---------------------------------------------------------------- */
+
+static ucontext_t uc_main, uc_co;
+
+static void uc_pingpong(void)
+{
+    for (;;)
+        swapcontext(&uc_co, &uc_main);
+}
+
+double yf_bench_switch_ucontext(int64_t n, size_t stack_size)
+{
+    char *stk = malloc(stack_size);
+    if (!stk) {
+        errno = ENOMEM;
+        return -1;
+    }
+    getcontext(&uc_co);
+    uc_co.uc_stack.ss_sp = stk;
+    uc_co.uc_stack.ss_size = stack_size;
+    uc_co.uc_link = NULL;
+    makecontext(&uc_co, uc_pingpong, 0);
+    swapcontext(&uc_main, &uc_co);
+    double t0 = now();
+    for (int64_t i = 0; i < n; i++)
+        swapcontext(&uc_main, &uc_co);
+    double t = now() - t0;
+    free(stk);
+    return t;
+}
+
+static void uc_three(void)
+{
+    for (int i = 0; i < 3; i++)
+        swapcontext(&uc_co, &uc_main);
+    /* Returning follows uc_link back to uc_main: the fourth switch out. */
+}
+
+/* One life per call: swapcontext returns twice, and a separate frame keeps
+ * the caller's loop counter out of the registers it may clobber. */
+static __attribute__((noinline)) int uc_life(size_t stack_size)
+{
+    char *stk = malloc(stack_size);
+    if (!stk) {
+        errno = ENOMEM;
+        return -1;
+    }
+    getcontext(&uc_co);
+    uc_co.uc_stack.ss_sp = stk;
+    uc_co.uc_stack.ss_size = stack_size;
+    uc_co.uc_link = &uc_main;
+    makecontext(&uc_co, uc_three, 0);
+    for (int k = 0; k < 4; k++)
+        swapcontext(&uc_main, &uc_co);
+    free(stk);
+    return 0;
+}
+
+double yf_bench_create_ucontext(int64_t n, size_t stack_size)
+{
+    double t0 = now();
+    for (int64_t i = 0; i < n; i++)
+        if (uc_life(stack_size) != 0)
+            return -1;
+    return now() - t0;
+}
+
+/* ---- Boost.Context fcontext (C linkage symbols of libboost_context) ----------------- */
+
+typedef void *fctx;
+typedef struct {
+    fctx ctx;
+    void *data;
+} ftransfer;
+
+static ftransfer (*f_jump)(fctx to, void *vp);
+static fctx (*f_make)(void *sp, size_t size, void (*fn)(ftransfer));
+
+int yf_bench_fcontext_load(const char *path)
+{
+    void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (!h) {
+        snprintf(errbuf, sizeof errbuf, "%s", dlerror());
+        return -1;
+    }
+    f_jump = (ftransfer(*)(fctx, void *))dlsym(h, "jump_fcontext");
+    f_make = (fctx(*)(void *, size_t, void (*)(ftransfer)))dlsym(h, "make_fcontext");
+    if (!f_jump || !f_make) {
+        snprintf(errbuf, sizeof errbuf, "%s has no jump_fcontext/make_fcontext", path);
+        f_jump = NULL;
+        f_make = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+static void f_pingpong(ftransfer t)
+{
+    for (;;)
+        t = f_jump(t.ctx, NULL);
+}
+
+static int f_loaded(void)
+{
+    if (f_jump)
+        return 1;
+    snprintf(errbuf, sizeof errbuf, "fcontext not loaded");
+    errno = ENOENT;
+    return 0;
+}
+
+double yf_bench_switch_fcontext(int64_t n, size_t stack_size)
+{
+    if (!f_loaded())
+        return -1;
+    char *stk = malloc(stack_size);
+    if (!stk) {
+        errno = ENOMEM;
+        return -1;
+    }
+    ftransfer t = f_jump(f_make(stk + stack_size, stack_size, f_pingpong), NULL);
+    double t0 = now();
+    for (int64_t i = 0; i < n; i++)
+        t = f_jump(t.ctx, NULL);
+    double el = now() - t0;
+    free(stk);
+    return el;
+}
+
+static void f_three(ftransfer t)
+{
+    for (int i = 0; i < 3; i++)
+        t = f_jump(t.ctx, NULL);
+    /* The fourth switch out ends the life; nobody jumps back here. */
+    f_jump(t.ctx, NULL);
+}
+
+double yf_bench_create_fcontext(int64_t n, size_t stack_size)
+{
+    if (!f_loaded())
+        return -1;
+    double t0 = now();
+    for (int64_t i = 0; i < n; i++) {
+        char *stk = malloc(stack_size);
+        if (!stk) {
+            errno = ENOMEM;
+            return -1;
+        }
+        ftransfer t = f_jump(f_make(stk + stack_size, stack_size, f_three), NULL);
+        for (int k = 0; k < 3; k++)
+            t = f_jump(t.ctx, NULL);
+        free(stk);
+    }
+    return now() - t0;
+}
+
+/* ---- stack costs ------------------------------------------------------------------ */
+
+static int guard_kind(int guard_regions)
+{
+    return guard_regions ? YFI_GUARD_REGIONS : YFI_GUARD_MPROTECT;
+}
+
+double yf_bench_stack_mmap(int64_t n, size_t stack_size, int guard_regions)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    double t0 = now();
+    for (int64_t i = 0; i < n; i++) {
+        char *p = mmap(NULL, stack_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED)
+            return -1;
+        if (yfi_guard_install(p, page, guard_kind(guard_regions)) != 0) {
+            munmap(p, stack_size);
+            return -1;
+        }
+        /* Every coroutine touches the top of its stack: count that fault. */
+        ((volatile char *)p)[stack_size - 64] = 1;
+        munmap(p, stack_size);
+    }
+    return now() - t0;
+}
+
+double yf_bench_stack_pool(int64_t n, size_t stack_size)
+{
+    struct yfi_pool pool;
+    yfi_pool_init(&pool, stack_size, guard_kind(yf_guard_regions_supported()));
+    void *warm = yfi_pool_get(&pool);
+    if (!warm) {
+        yfi_pool_destroy(&pool);
+        return -1;
+    }
+    yfi_pool_put(&pool, warm);
+    double t0 = now();
+    for (int64_t i = 0; i < n; i++) {
+        char *p = yfi_pool_get(&pool);
+        ((volatile char *)p)[stack_size - 64] = 1;
+        yfi_pool_put(&pool, p);
+    }
+    double t = now() - t0;
+    yfi_pool_destroy(&pool);
+    return t;
+}
+
+double yf_bench_stack_malloc(int64_t n, size_t stack_size)
+{
+    double t0 = now();
+    for (int64_t i = 0; i < n; i++) {
+        char *p = malloc(stack_size);
+        if (!p)
+            return -1;
+        ((volatile char *)p)[stack_size - 64] = 1;
+        free(p);
+    }
+    return now() - t0;
+}

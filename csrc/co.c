@@ -1,0 +1,767 @@
+/* co.c - coroutines and the scheduler: create, resume, yield, block/wake,
+ * exit, ids, locals, FP environment, trace ring. */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "yfi.h"
+
+_Static_assert(offsetof(struct yfi_frame, mxcsr) == 0, "frame table in ctx_x86_64.S");
+_Static_assert(offsetof(struct yfi_frame, x87cw) == 4, "frame table in ctx_x86_64.S");
+_Static_assert(offsetof(struct yfi_frame, r12) == 8, "frame table in ctx_x86_64.S");
+_Static_assert(offsetof(struct yfi_frame, r13) == 16, "frame table in ctx_x86_64.S");
+_Static_assert(offsetof(struct yfi_frame, r14) == 24, "frame table in ctx_x86_64.S");
+_Static_assert(offsetof(struct yfi_frame, r15) == 32, "frame table in ctx_x86_64.S");
+_Static_assert(offsetof(struct yfi_frame, rbx) == 40, "frame table in ctx_x86_64.S");
+_Static_assert(offsetof(struct yfi_frame, rbp) == 48, "frame table in ctx_x86_64.S");
+_Static_assert(offsetof(struct yfi_frame, rip) == 56, "frame table in ctx_x86_64.S");
+_Static_assert(sizeof(struct yfi_frame) == 64, "frame table in ctx_x86_64.S");
+
+const yfi_ctx_fn yfi_ctx_variants[YF_CTX_NVARIANTS] = {
+    [YF_CTX_FULL] = yfi_ctx_full,
+    [YF_CTX_FULL_RET] = yfi_ctx_full_ret,
+    [YF_CTX_FULL_ALWAYS] = yfi_ctx_full_always,
+    [YF_CTX_MXCSR_CMP] = yfi_ctx_mxcsr_cmp,
+    [YF_CTX_NOFP] = yfi_ctx_nofp,
+    [YF_CTX_NOFP_RET] = yfi_ctx_nofp_ret,
+};
+
+void yfi_assert_fail(const char *e, const char *file, int line)
+{
+    fprintf(stderr, "yfcore: assertion failed: %s (%s:%d)\n", e, file, line);
+    abort();
+}
+
+void *yfi_ctx_make(void *top, void (*entry)(void *), uint32_t mxcsr, uint16_t x87cw)
+{
+    /* After the switch pops the 64-byte frame, %rsp = frame + 64 must be a
+     * multiple of 16 so that yfi_ctx_entry's `call` leaves the entry function
+     * with the psABI's (%rsp + 8) % 16 == 0. */
+    uintptr_t t = (uintptr_t)top & ~(uintptr_t)15;
+    struct yfi_frame *f = (struct yfi_frame *)(t - sizeof *f);
+    memset(f, 0, sizeof *f);
+    f->mxcsr = mxcsr;
+    f->x87cw = x87cw;
+    f->rbx = (uint64_t)(uintptr_t)entry;
+    f->rip = (uint64_t)(uintptr_t)yfi_ctx_entry;
+    return f;
+}
+
+/* ---- structures ------------------------------------------------------------ */
+
+#define CO_FPENV 1u            /* set its own FP environment (FPFAST mode) */
+#define CO_DETACHED 2u
+
+/* Ids are (generation << IDX_BITS) | index. An index is reused only with a
+ * new generation, so a reaped coroutine's id never finds its successor. */
+#define IDX_BITS 24
+#define IDX_MASK ((1ull << IDX_BITS) - 1)
+#define CHUNK_BITS 10
+#define CHUNK ((size_t)1 << CHUNK_BITS)
+
+struct yf_co {
+    /* Hot: what resume and yield touch, in the first cache line. */
+    void *sp;
+    yf_sched *s;
+    struct yf_co *resumer;
+    struct yf_co *back;         /* `cur` to restore on switching to resumer: NULL for root */
+    struct yf_co *next, *prev;  /* ready queue */
+    int state;
+    unsigned flags;
+    uint64_t id;
+    /* Cold. */
+    yf_co_fn fn;
+    void *arg;
+    void *slot;
+    intptr_t status;           /* exit status, or the wake value while blocked */
+    uint64_t token;            /* number of the current/last block */
+    yf_exit_hook *hooks;
+    uint32_t mxcsr;
+    uint16_t x87cw;
+    void *locals[YF_CO_LOCALS];
+};
+
+struct yf_sched {
+    struct yf_co root;          /* the context that called resume from outside */
+    struct yf_co ready;         /* sentinel of the circular ready queue */
+    unsigned flags;
+    /* Non-zero when a switch must do more than the register swap: tracing or
+     * the FP-fast mode's checks. One test on the hot path. */
+    unsigned slow;
+    struct yfi_pool pool;
+    struct yf_co **chunks;      /* id index -> coroutine */
+    size_t nchunks;
+    uint64_t next_idx;          /* first never-used index */
+    struct yf_co *free_co;      /* reaped structures, linked by next */
+    yf_counts n;
+    uint32_t mxcsr;             /* FP environment new coroutines start with */
+    uint16_t x87cw;
+    yf_trace_rec *trace;
+    size_t trace_cap;
+    uint64_t trace_len;
+};
+
+/* initial-exec: the module is loaded by dlopen, and the general-dynamic model
+ * would call __tls_get_addr on every switch; glibc keeps surplus static TLS
+ * for exactly this. */
+static __thread struct yf_co *cur __attribute__((tls_model("initial-exec")));
+
+/* ---- ready queue ----------------------------------------------------------- */
+
+static inline void enqueue(yf_sched *s, struct yf_co *co)
+{
+    struct yf_co *last = s->ready.prev;
+    co->next = &s->ready;
+    co->prev = last;
+    last->next = co;
+    s->ready.prev = co;
+    s->n.ready++;
+}
+
+static inline void unlink_ready(yf_sched *s, struct yf_co *co)
+{
+    co->prev->next = co->next;
+    co->next->prev = co->prev;
+    s->n.ready--;
+}
+
+/* ---- trace ----------------------------------------------------------------- */
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static __attribute__((noinline, cold)) void trace_switch(yf_sched *s, struct yf_co *from,
+                                                          struct yf_co *to, int reason)
+{
+    yf_trace_rec *r = &s->trace[s->trace_len++ % s->trace_cap];
+    r->t_ns = now_ns();
+    r->from_id = from->id;
+    r->to_id = to->id;
+    r->reason = (uint64_t)reason;
+}
+
+int yf_sched_trace(yf_sched *s, size_t capacity)
+{
+    yf_trace_rec *t = NULL;
+    if (capacity) {
+        t = calloc(capacity, sizeof *t);
+        if (!t) {
+            errno = ENOMEM;
+            return -1;
+        }
+    }
+    free(s->trace);
+    s->trace = t;
+    s->trace_cap = capacity;
+    s->trace_len = 0;
+    s->slow = (t != NULL) || (s->flags & YF_SCHED_FPFAST);
+    return 0;
+}
+
+size_t yf_sched_trace_read(const yf_sched *s, yf_trace_rec *out, size_t max)
+{
+    if (!s->trace)
+        return 0;
+    uint64_t have = s->trace_len < s->trace_cap ? s->trace_len : s->trace_cap;
+    uint64_t first = s->trace_len - have;
+    size_t n = have < max ? (size_t)have : max;
+    for (size_t i = 0; i < n; i++)
+        out[i] = s->trace[(first + i) % s->trace_cap];
+    return n;
+}
+
+/* ---- the switch ------------------------------------------------------------ */
+
+static __attribute__((noinline)) void fpenv_handoff(yf_sched *s, struct yf_co *from, struct yf_co *to)
+{
+    /* A context without its own environment runs in the ambient one, the
+     * root's. The root may have changed it since the scheduler was made (it
+     * is an ordinary caller of resume, and the psABI makes the control bits
+     * callee-saved), so the ambient environment is saved here, not assumed:
+     * restoring the one from yf_sched_new clobbered the root's. */
+    if (from->flags & CO_FPENV)
+        yfi_fpenv_read(&from->mxcsr, &from->x87cw);
+    else
+        yfi_fpenv_read(&s->mxcsr, &s->x87cw);
+    if (to->flags & CO_FPENV)
+        yfi_fpenv_write(to->mxcsr, to->x87cw);
+    else
+        yfi_fpenv_write(s->mxcsr, s->x87cw);
+}
+
+#ifdef YF_DEBUG
+/* The FPFAST contract: a coroutine changes the FP environment only through
+ * yf_co_fpenv_set. Debug builds check it on every switch out. */
+static void fpenv_check(yf_sched *s, struct yf_co *from)
+{
+    uint32_t m;
+    uint16_t c;
+    yfi_fpenv_read(&m, &c);
+    /* The contract binds coroutines, not the root: whatever the root set is
+     * the ambient environment the coroutines without their own then run in. */
+    if (from == &s->root) {
+        s->mxcsr = m;
+        s->x87cw = c;
+        return;
+    }
+    uint32_t want_m = (from->flags & CO_FPENV) ? from->mxcsr : s->mxcsr;
+    uint16_t want_c = (from->flags & CO_FPENV) ? from->x87cw : s->x87cw;
+    /* The low six MXCSR bits are sticky exception flags, not control state. */
+    if ((m & ~0x3fu) != (want_m & ~0x3fu) || c != want_c) {
+        fprintf(stderr,
+                "yfcore: coroutine %llu changed the FP environment without yf_co_fpenv_set "
+                "(MXCSR 0x%x, x87 CW 0x%x; expected 0x%x, 0x%x)\n",
+                (unsigned long long)from->id, m, c, want_m, want_c);
+        abort();
+    }
+}
+#endif
+
+/* Bookkeeping, then the register swap as a tail call: the swap's final jump
+ * then lands straight in the caller of yf_co_resume/yf_co_yield. Had the
+ * swap been an ordinary call, the `ret` out of resume or yield right after it
+ * would pop a return address pushed in the other context and mispredict on
+ * every switch (measured: 12 ns instead of 5 ns one way). The transfer value
+ * is always 0, which resume and yield return. */
+static inline int switch_to(yf_sched *s, struct yf_co *from, struct yf_co *to, int reason)
+{
+    s->n.switches++;
+    if (YF_UNLIKELY(s->slow)) {
+        if (s->trace)
+            trace_switch(s, from, to, reason);
+        if (s->flags & YF_SCHED_FPFAST) {
+#ifdef YF_DEBUG
+            fpenv_check(s, from);
+#endif
+            if ((from->flags | to->flags) & CO_FPENV)
+                fpenv_handoff(s, from, to);
+            return yfi_ctx_nofp_int(&from->sp, to->sp, NULL);
+        }
+    }
+    return yfi_ctx_full_int(&from->sp, to->sp, NULL);
+}
+
+/* ---- ids ------------------------------------------------------------------- */
+
+static struct yf_co *co_alloc(yf_sched *s)
+{
+    struct yf_co *co = s->free_co;
+    if (YF_LIKELY(co != NULL)) {
+        s->free_co = co->next;
+        uint64_t gen = (co->id >> IDX_BITS) + 1;
+        co->id = (gen << IDX_BITS) | (co->id & IDX_MASK);
+        return co;
+    }
+    uint64_t idx = s->next_idx;
+    if (idx > YF_CO_MAX) {
+        errno = EAGAIN;
+        return NULL;
+    }
+    size_t c = (size_t)(idx >> CHUNK_BITS);
+    if (c >= s->nchunks) {
+        size_t n = s->nchunks ? 2 * s->nchunks : 16;
+        struct yf_co **ch = realloc(s->chunks, n * sizeof *ch);
+        if (!ch) {
+            errno = ENOMEM;
+            return NULL;
+        }
+        memset(ch + s->nchunks, 0, (n - s->nchunks) * sizeof *ch);
+        s->chunks = ch;
+        s->nchunks = n;
+    }
+    if (!s->chunks[c]) {
+        s->chunks[c] = calloc(CHUNK, sizeof(struct yf_co));
+        if (!s->chunks[c]) {
+            errno = ENOMEM;
+            return NULL;
+        }
+    }
+    co = &s->chunks[c][idx & (CHUNK - 1)];
+    co->id = idx;
+    s->next_idx = idx + 1;
+    return co;
+}
+
+yf_co *yf_co_find(const yf_sched *s, uint64_t id)
+{
+    uint64_t idx = id & IDX_MASK;
+    if (idx == 0 || idx >= s->next_idx) {
+        errno = ESRCH;
+        return NULL;
+    }
+    struct yf_co *co = &s->chunks[idx >> CHUNK_BITS][idx & (CHUNK - 1)];
+    /* A reaped coroutine sits in the free list with its old id until reuse;
+     * its fn is cleared, which is what marks it as gone. */
+    if (co->id != id || co->fn == NULL) {
+        errno = ESRCH;
+        return NULL;
+    }
+    return co;
+}
+
+/* ---- scheduler --------------------------------------------------------------- */
+
+yf_sched *yf_sched_new(size_t stack_size, unsigned flags)
+{
+    if (stack_size < YF_STACK_MIN || stack_size > YF_STACK_MAX || (stack_size & (stack_size - 1)) ||
+        (flags & ~(unsigned)(YF_SCHED_FPFAST | YF_SCHED_GUARD_MPROTECT | YF_SCHED_NOGUARD)) ||
+        ((flags & YF_SCHED_GUARD_MPROTECT) && (flags & YF_SCHED_NOGUARD))) {
+        errno = EINVAL;
+        return NULL;
+    }
+    yf_sched *s = calloc(1, sizeof *s);
+    if (!s) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    int guard = YFI_GUARD_MPROTECT;
+    if (flags & YF_SCHED_NOGUARD)
+        guard = YFI_GUARD_NONE;
+    else if (!(flags & YF_SCHED_GUARD_MPROTECT) && yf_guard_regions_supported())
+        guard = YFI_GUARD_REGIONS;
+    yfi_pool_init(&s->pool, stack_size, guard);
+    s->flags = flags;
+    s->slow = flags & YF_SCHED_FPFAST;
+    s->root.s = s;
+    s->root.id = 0;
+    s->root.state = YF_RUNNING;
+    s->ready.next = s->ready.prev = &s->ready;
+    s->next_idx = 1;
+    yfi_fpenv_read(&s->mxcsr, &s->x87cw);
+    if (yfi_guard_reporter_install() != 0) {
+        int e = errno;
+        free(s);
+        errno = e;
+        return NULL;
+    }
+    return s;
+}
+
+int yf_sched_free(yf_sched *s)
+{
+    if (cur != NULL) {
+        errno = EBUSY;
+        return -1;
+    }
+    for (size_t c = 0; c < s->nchunks; c++)
+        free(s->chunks[c]);
+    free(s->chunks);
+    free(s->trace);
+    yfi_pool_destroy(&s->pool);
+    free(s);
+    return 0;
+}
+
+int64_t yf_sched_run(yf_sched *s)
+{
+    if (cur != NULL) {
+        errno = EBUSY;
+        return -1;
+    }
+    int64_t n = 0;
+    while (s->ready.next != &s->ready) {
+        yf_co_resume(s->ready.next);
+        n++;
+    }
+    return n;
+}
+
+void yf_sched_counts(const yf_sched *s, yf_counts *out)
+{
+    *out = s->n;
+    out->stacks_pooled = s->pool.nfree;
+    out->stacks_mapped = s->pool.carved;
+    out->arenas = s->pool.narenas;
+}
+
+size_t yf_sched_stack_size(const yf_sched *s)
+{
+    return s->pool.size;
+}
+
+unsigned yf_sched_flags(const yf_sched *s)
+{
+    return s->flags;
+}
+
+int yf_sched_guard_regions(const yf_sched *s)
+{
+    return s->pool.guard == YFI_GUARD_REGIONS;
+}
+
+size_t yf_sched_trim(yf_sched *s)
+{
+    return yfi_pool_trim(&s->pool);
+}
+
+yf_sched *yf_sched_current(void)
+{
+    return cur ? cur->s : NULL;
+}
+
+/* ---- life of a coroutine -------------------------------------------------------- */
+
+static void run_hooks(struct yf_co *co)
+{
+    yf_exit_hook *h = co->hooks;
+    co->hooks = NULL;
+    while (h) {
+        yf_exit_hook *next = h->next;
+        h->fn(co, co->status, h->arg);
+        h = next;
+    }
+}
+
+static void release_stack(yf_sched *s, struct yf_co *co)
+{
+    if (co->slot) {
+        yfi_pool_put(&s->pool, co->slot);
+        co->slot = NULL;
+    }
+}
+
+static void co_free(yf_sched *s, struct yf_co *co)
+{
+    co->fn = NULL;
+    co->state = YF_DONE;
+    co->next = s->free_co;
+    s->free_co = co;
+    s->n.done--;
+    s->n.live--;
+}
+
+/* First function of every coroutine. The switch's transfer value is unused:
+ * resume set `cur` before switching. */
+static __attribute__((noreturn)) void co_main(void *unused)
+{
+    (void)unused;
+    struct yf_co *co = cur;
+    co->status = co->fn(co->arg);
+    run_hooks(co);
+    yf_sched *s = co->s;
+    co->state = YF_DONE;
+    s->n.done++;
+    /* The stack goes back to the pool while we still run on it: nothing else
+     * runs on this thread before the switch below has left it for good. */
+    release_stack(s, co);
+    if (co->flags & CO_DETACHED)
+        co_free(s, co);
+    struct yf_co *to = co->resumer;
+    cur = co->back;
+    switch_to(s, co, to, YF_REASON_EXIT);
+    /* A finished context is never resumed. */
+    YF_ASSERT(0);
+    __builtin_unreachable();
+}
+
+yf_co *yf_co_create(yf_sched *s, yf_co_fn fn, void *arg)
+{
+    if (!fn) {
+        errno = EINVAL;
+        return NULL;
+    }
+    struct yf_co *co = co_alloc(s);
+    if (!co)
+        return NULL;
+    void *slot = yfi_pool_get(&s->pool);
+    if (!slot) {
+        int e = errno;
+        co->fn = NULL;
+        co->next = s->free_co;
+        s->free_co = co;
+        errno = e;
+        return NULL;
+    }
+    co->slot = slot;
+    co->s = s;
+    co->fn = fn;
+    co->arg = arg;
+    co->state = YF_NEW;
+    co->flags = 0;
+    co->status = 0;
+    co->token = 0;
+    co->hooks = NULL;
+    co->resumer = NULL;
+    memset(co->locals, 0, sizeof co->locals);
+    struct yfi_slot_header *h = (struct yfi_slot_header *)((char *)slot + s->pool.size) - 1;
+    h->owner_id = co->id;
+    co->sp = yfi_ctx_make(yfi_slot_top(&s->pool, slot), co_main, s->mxcsr, s->x87cw);
+    enqueue(s, co);
+    s->n.live++;
+    s->n.created++;
+    return co;
+}
+
+int yf_co_resume(yf_co *co)
+{
+    yf_sched *s = co->s;
+    struct yf_co *back = cur;
+    struct yf_co *from = back ? back : &s->root;
+    if (YF_UNLIKELY(from->s != s)) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (YF_UNLIKELY(co->state > YF_READY)) {
+        errno = EBUSY;
+        return -1;
+    }
+    unlink_ready(s, co);
+    co->state = YF_RUNNING;
+    co->resumer = from;
+    co->back = back;
+    cur = co;
+    return switch_to(s, from, co, YF_REASON_RESUME);
+}
+
+int yf_co_yield(void)
+{
+    struct yf_co *co = cur;
+    if (YF_UNLIKELY(!co)) {
+        errno = EPERM;
+        return -1;
+    }
+    yf_sched *s = co->s;
+    co->state = YF_READY;
+    enqueue(s, co);
+    struct yf_co *to = co->resumer;
+    cur = co->back;
+    return switch_to(s, co, to, YF_REASON_YIELD);
+}
+
+intptr_t yf_co_block(void)
+{
+    struct yf_co *co = cur;
+    if (!co) {
+        errno = EPERM;
+        return -1;
+    }
+    yf_sched *s = co->s;
+    co->state = YF_BLOCKED;
+    co->token++;
+    s->n.blocked++;
+    struct yf_co *to = co->resumer;
+    cur = co->back;
+    switch_to(s, co, to, YF_REASON_BLOCK);
+    return co->status;
+}
+
+uint64_t yf_co_next_token(void)
+{
+    return cur ? cur->token + 1 : 0;
+}
+
+uint64_t yf_co_token(const yf_co *co)
+{
+    return co->state == YF_BLOCKED ? co->token : 0;
+}
+
+int yf_co_wake(yf_co *co, uint64_t token, intptr_t value)
+{
+    if (co->state != YF_BLOCKED || token != co->token) {
+        errno = ESTALE;
+        return -1;
+    }
+    co->s->n.blocked--;
+    co->status = value;
+    co->state = YF_READY;
+    enqueue(co->s, co);
+    return 0;
+}
+
+int yf_co_cancel(yf_co *co, intptr_t status)
+{
+    if (co->state != YF_NEW) {
+        errno = EBUSY;
+        return -1;
+    }
+    yf_sched *s = co->s;
+    unlink_ready(s, co);
+    co->status = status;
+    co->state = YF_DONE;
+    s->n.done++;
+    run_hooks(co);
+    release_stack(s, co);
+    if (co->flags & CO_DETACHED)
+        co_free(s, co);
+    return 0;
+}
+
+int yf_co_reap(yf_co *co, intptr_t *status)
+{
+    if (co->state != YF_DONE || co->fn == NULL) {
+        errno = EBUSY;
+        return -1;
+    }
+    if (status)
+        *status = co->status;
+    co_free(co->s, co);
+    return 0;
+}
+
+int yf_co_detach(yf_co *co)
+{
+    if (co->state == YF_DONE)
+        return yf_co_reap(co, NULL);
+    co->flags |= CO_DETACHED;
+    return 0;
+}
+
+int yf_co_on_exit(yf_co *co, yf_exit_hook *hook)
+{
+    if (co->state == YF_DONE) {
+        errno = EBUSY;
+        return -1;
+    }
+    hook->next = co->hooks;
+    co->hooks = hook;
+    return 0;
+}
+
+yf_co *yf_co_current(void)
+{
+    return cur;
+}
+
+uint64_t yf_co_id(const yf_co *co)
+{
+    return co->id;
+}
+
+int yf_co_state(const yf_co *co)
+{
+    return co->state;
+}
+
+int yf_co_status(const yf_co *co, intptr_t *status)
+{
+    if (co->state != YF_DONE) {
+        errno = EBUSY;
+        return -1;
+    }
+    *status = co->status;
+    return 0;
+}
+
+int yf_co_local_set(yf_co *co, unsigned idx, void *value)
+{
+    if (idx >= YF_CO_LOCALS) {
+        errno = EINVAL;
+        return -1;
+    }
+    co->locals[idx] = value;
+    return 0;
+}
+
+void *yf_co_local_get(const yf_co *co, unsigned idx)
+{
+    if (idx >= YF_CO_LOCALS) {
+        errno = EINVAL;
+        return NULL;
+    }
+    return co->locals[idx];
+}
+
+size_t yf_co_stack_size(const yf_co *co)
+{
+    const struct yfi_pool *p = &co->s->pool;
+    void *slot = co->slot;
+    if (!slot)
+        return 0;
+    return (size_t)((char *)yfi_slot_top(p, slot) - ((char *)slot + p->page));
+}
+
+size_t yf_co_stack_hwm(const yf_co *co)
+{
+    return co->slot ? yfi_slot_hwm(&co->s->pool, co->slot) : 0;
+}
+
+int yf_co_fpenv_set(uint32_t mxcsr, uint16_t x87cw)
+{
+    /* Reserved MXCSR bits set make ldmxcsr raise #GP; refuse them here. */
+    if (mxcsr & ~0xffffu) {
+        errno = EINVAL;
+        return -1;
+    }
+    struct yf_co *co = cur;
+    if (co && (co->s->flags & YF_SCHED_FPFAST)) {
+        /* Until now co ran in the ambient environment (see fpenv_handoff);
+         * keep it for the switch that leaves co. */
+        if (!(co->flags & CO_FPENV))
+            yfi_fpenv_read(&co->s->mxcsr, &co->s->x87cw);
+        co->flags |= CO_FPENV;
+        co->mxcsr = mxcsr;
+        co->x87cw = x87cw;
+    }
+    yfi_fpenv_write(mxcsr, x87cw);
+    return 0;
+}
+
+void yf_fpenv_get(uint32_t *mxcsr, uint16_t *x87cw)
+{
+    yfi_fpenv_read(mxcsr, x87cw);
+}
+
+#ifndef YF_CFLAGS
+#define YF_CFLAGS "unknown"
+#endif
+
+const char *yf_build_info(void)
+{
+#ifdef YF_DEBUG
+    return "arch=x86_64 debug=1 cflags=" YF_CFLAGS;
+#else
+    return "arch=x86_64 debug=0 cflags=" YF_CFLAGS;
+#endif
+}
+
+int yf_co_stack_layout(const yf_co *co, uint64_t out[4])
+{
+    if (!co->slot) {
+        errno = EINVAL;
+        return -1;
+    }
+    const struct yfi_pool *p = &co->s->pool;
+    uintptr_t slot = (uintptr_t)co->slot;
+    out[0] = slot;
+    out[1] = slot + p->page;
+    out[2] = (uintptr_t)yfi_slot_top(p, co->slot);
+    out[3] = slot + p->size;
+    return 0;
+}
+
+int yf_co_saved_frame(const yf_co *co, uint64_t *sp, uint64_t out[8])
+{
+    /* A YF_NEW coroutine has the frame yfi_ctx_make laid; a running one has
+     * none until it switches out. */
+    if (!co->slot || co->state == YF_RUNNING) {
+        errno = EINVAL;
+        return -1;
+    }
+    *sp = (uint64_t)(uintptr_t)co->sp;
+    memcpy(out, co->sp, 8 * sizeof *out);
+    return 0;
+}
+
+int yf_addr_name(uint64_t addr, char *buf, size_t len)
+{
+    /* The two hidden entry points a fresh frame holds, which dladdr cannot see. */
+    if (addr == (uintptr_t)yfi_ctx_entry || addr == (uintptr_t)co_main) {
+        snprintf(buf, len, "%s", addr == (uintptr_t)co_main ? "co_main" : "yfi_ctx_entry");
+        return 0;
+    }
+    Dl_info di;
+    if (!dladdr((void *)(uintptr_t)addr, &di) || !di.dli_sname || !di.dli_saddr) {
+        errno = ENOENT;
+        return -1;
+    }
+    snprintf(buf, len, "%s+0x%lx", di.dli_sname, (unsigned long)(addr - (uintptr_t)di.dli_saddr));
+    return 0;
+}

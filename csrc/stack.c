@@ -1,0 +1,338 @@
+/* stack.c - coroutine stacks: size-aligned slots in mmap'ed arenas, guard
+ * pages, a LIFO pool, high-water marks, and the guard-hit reporter. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "yfi.h"
+
+#ifndef MADV_GUARD_INSTALL
+#define MADV_GUARD_INSTALL 102 /* Linux 6.13, include/uapi/asm-generic/mman-common.h */
+#endif
+
+struct yfi_arena {
+    struct yfi_arena *next;
+    char *base;
+    size_t nslots, carved;
+    int reg;                   /* index in the signal handler's registry, or -1 */
+};
+
+/* Arenas grow geometrically up to this many bytes, so a million 16 KiB
+ * stacks need a few hundred arenas, not a million mappings. */
+#define ARENA_MAX_BYTES ((size_t)64 << 20)
+#define ARENA_FIRST_SLOTS 16
+
+/* The registry the SIGSEGV handler scans. It is append-only with atomic
+ * publication, so the handler never sees a half-written entry; freeing an
+ * arena clears its base first. */
+#define REG_MAX 65536
+static struct {
+    _Atomic uintptr_t base;
+    uintptr_t len;
+    size_t slot;
+    size_t page;
+    int guard;
+} reg[REG_MAX];
+static _Atomic int reg_used;
+
+static int reg_add(char *base, size_t len, size_t slot, size_t page, int guard)
+{
+    int i = atomic_fetch_add(&reg_used, 1);
+    if (i >= REG_MAX) {
+        atomic_fetch_sub(&reg_used, 1);
+        /* Reuse a cleared entry; the handler only misses reports, never faults. */
+        for (i = 0; i < REG_MAX; i++) {
+            uintptr_t zero = 0;
+            if (atomic_compare_exchange_strong(&reg[i].base, &zero, (uintptr_t)1))
+                break;
+        }
+        if (i == REG_MAX)
+            return -1;
+    }
+    reg[i].len = len;
+    reg[i].slot = slot;
+    reg[i].page = page;
+    reg[i].guard = guard;
+    atomic_store(&reg[i].base, (uintptr_t)base);
+    return i;
+}
+
+int yfi_guard_install(void *addr, size_t len, int guard)
+{
+    if (guard == YFI_GUARD_REGIONS)
+        return madvise(addr, len, MADV_GUARD_INSTALL);
+    if (guard == YFI_GUARD_MPROTECT)
+        return mprotect(addr, len, PROT_NONE);
+    return 0;
+}
+
+int yf_guard_regions_supported(void)
+{
+    static _Atomic int known = -1;
+    int k = atomic_load(&known);
+    if (k >= 0)
+        return k;
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    int saved = errno;
+    void *p = mmap(NULL, 2 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    k = 0;
+    if (p != MAP_FAILED) {
+        k = madvise(p, page, MADV_GUARD_INSTALL) == 0;
+        munmap(p, 2 * page);
+    }
+    errno = saved;
+    atomic_store(&known, k);
+    return k;
+}
+
+int yfi_pool_init(struct yfi_pool *p, size_t size, int guard)
+{
+    memset(p, 0, sizeof *p);
+    p->size = size;
+    p->page = (size_t)sysconf(_SC_PAGESIZE);
+    p->guard = guard;
+    p->next_arena_slots = ARENA_FIRST_SLOTS;
+    return 0;
+}
+
+static struct yfi_arena *arena_new(struct yfi_pool *p)
+{
+    size_t n = p->next_arena_slots;
+    size_t len = n * p->size;
+    struct yfi_arena *a = malloc(sizeof *a);
+    if (!a)
+        return NULL;
+    /* Over-map by one slot and trim, so the arena starts on a multiple of the
+     * slot size; trimming leaves a single mapping. */
+    char *raw = mmap(NULL, len + p->size, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (raw == MAP_FAILED) {
+        free(a);
+        errno = ENOMEM;
+        return NULL;
+    }
+    uintptr_t aligned = ((uintptr_t)raw + p->size - 1) & ~(uintptr_t)(p->size - 1);
+    size_t head = aligned - (uintptr_t)raw, tail = p->size - head;
+    if (head)
+        munmap(raw, head);
+    if (tail)
+        munmap((char *)aligned + len, tail);
+    a->base = (char *)aligned;
+    /* A huge page would make one touched stack byte cost 2 MiB of memory and
+     * hide the per-stack high-water marks. */
+    madvise(a->base, len, MADV_NOHUGEPAGE);
+    a->nslots = n;
+    a->carved = 0;
+    a->reg = reg_add(a->base, len, p->size, p->page, p->guard);
+    a->next = p->arenas;
+    p->arenas = a;
+    p->narenas++;
+    if (len * 2 <= ARENA_MAX_BYTES)
+        p->next_arena_slots = n * 2;
+    else if (p->size <= ARENA_MAX_BYTES)
+        p->next_arena_slots = ARENA_MAX_BYTES / p->size;
+    return a;
+}
+
+void *yfi_pool_get(struct yfi_pool *p)
+{
+    if (YF_LIKELY(p->nfree))
+        return p->free[--p->nfree];
+    struct yfi_arena *a = p->arenas;
+    if (!a || a->carved == a->nslots) {
+        a = arena_new(p);
+        if (!a)
+            return NULL;
+    }
+    char *slot = a->base + a->carved * p->size;
+    if (yfi_guard_install(slot, p->page, p->guard) != 0) {
+        /* mprotect fails with ENOMEM at vm.max_map_count. */
+        errno = ENOMEM;
+        return NULL;
+    }
+    a->carved++;
+    p->carved++;
+    struct yfi_slot_header *h = (struct yfi_slot_header *)(slot + p->size) - 1;
+    h->size = p->size;
+    h->magic = YFI_SLOT_MAGIC;
+    return slot;
+}
+
+void yfi_pool_put(struct yfi_pool *p, void *slot)
+{
+    if (YF_UNLIKELY(p->nfree == p->capfree)) {
+        size_t cap = p->capfree ? 2 * p->capfree : 64;
+        void **f = realloc(p->free, cap * sizeof *f);
+        if (!f) {
+            /* Keeping the slot mapped but unpooled loses no correctness;
+             * it is unmapped with its arena. */
+            return;
+        }
+        p->free = f;
+        p->capfree = cap;
+    }
+    p->free[p->nfree++] = slot;
+}
+
+size_t yfi_pool_trim(struct yfi_pool *p)
+{
+    size_t released = 0;
+    for (size_t i = 0; i < p->nfree; i++) {
+        char *slot = p->free[i];
+        /* Keep the guard page (MADV_DONTNEED on it is harmless but pointless)
+         * and re-write the header the handler reads. */
+        size_t len = p->size - p->page;
+        if (madvise(slot + p->page, len, MADV_DONTNEED) == 0)
+            released += len;
+        struct yfi_slot_header *h = (struct yfi_slot_header *)(slot + p->size) - 1;
+        h->size = p->size;
+        h->magic = YFI_SLOT_MAGIC;
+        h->owner_id = 0;
+    }
+    return released;
+}
+
+void yfi_pool_destroy(struct yfi_pool *p)
+{
+    struct yfi_arena *a = p->arenas;
+    while (a) {
+        struct yfi_arena *next = a->next;
+        if (a->reg >= 0)
+            atomic_store(&reg[a->reg].base, (uintptr_t)0);
+        munmap(a->base, a->nslots * p->size);
+        free(a);
+        a = next;
+    }
+    free(p->free);
+    memset(p, 0, sizeof *p);
+}
+
+void *yfi_slot_top(const struct yfi_pool *p, void *slot)
+{
+    size_t ncolours = p->size / 16 / 64;
+    if (ncolours > 64)
+        ncolours = 64;
+    size_t colour = ((uintptr_t)slot / p->size) % ncolours;
+    char *top = (char *)slot + p->size - sizeof(struct yfi_slot_header) - colour * 64;
+    return (void *)((uintptr_t)top & ~(uintptr_t)15);
+}
+
+size_t yfi_slot_hwm(const struct yfi_pool *p, void *slot)
+{
+    char *low = (char *)slot + p->page;
+    char *top = yfi_slot_top(p, slot);
+    size_t npages = (p->size - p->page) / p->page;
+    unsigned char *vec = malloc(npages);
+    if (!vec)
+        return 0;
+    size_t hwm = 0;
+    if (mincore(low, npages * p->page, vec) == 0) {
+        for (size_t i = 0; i < npages; i++) {
+            if (vec[i] & 1) {
+                char *page_start = low + i * p->page;
+                hwm = page_start < top ? (size_t)(top - page_start) : 0;
+                break;
+            }
+        }
+    }
+    free(vec);
+    return hwm;
+}
+
+/* ---- guard-hit reporter ---------------------------------------------------- */
+
+static struct sigaction old_segv;
+static _Atomic int reporter_installed;
+
+static size_t fmt_u64(char *out, uint64_t v, int base)
+{
+    char tmp[24];
+    size_t n = 0;
+    do {
+        tmp[n++] = "0123456789abcdef"[v % (uint64_t)base];
+        v /= (uint64_t)base;
+    } while (v);
+    for (size_t i = 0; i < n; i++)
+        out[i] = tmp[n - 1 - i];
+    return n;
+}
+
+static size_t put(char *out, const char *s)
+{
+    size_t n = strlen(s);
+    memcpy(out, s, n);
+    return n;
+}
+
+/* Async-signal-safe: only atomics, arithmetic, memcpy and write(2). */
+static void on_segv(int sig, siginfo_t *si, void *uctx)
+{
+    (void)sig;
+    (void)uctx;
+    uintptr_t addr = (uintptr_t)si->si_addr;
+    int n = atomic_load(&reg_used);
+    if (n > REG_MAX)
+        n = REG_MAX;
+    for (int i = 0; i < n; i++) {
+        uintptr_t base = atomic_load(&reg[i].base);
+        if (base <= 1 || addr < base || addr >= base + reg[i].len || reg[i].guard == YFI_GUARD_NONE)
+            continue;
+        uintptr_t slot = base + ((addr - base) & ~(uintptr_t)(reg[i].slot - 1));
+        if (addr >= slot + reg[i].page)
+            break;
+        const struct yfi_slot_header *h = (const struct yfi_slot_header *)(slot + reg[i].slot) - 1;
+        char line[256];
+        size_t k = put(line, "yfcore: coroutine ");
+        k += fmt_u64(line + k, h->magic == YFI_SLOT_MAGIC ? h->owner_id : 0, 10);
+        k += put(line + k, " overflowed its ");
+        k += fmt_u64(line + k, reg[i].slot, 10);
+        k += put(line + k, "-byte stack (fault at 0x");
+        k += fmt_u64(line + k, addr, 16);
+        k += put(line + k, ", guard page 0x");
+        k += fmt_u64(line + k, slot, 16);
+        k += put(line + k, ")\n");
+        ssize_t w = write(2, line, k);
+        (void)w;
+        /* Die by the very fault: with the default action restored, returning
+         * re-executes the faulting instruction. */
+        signal(SIGSEGV, SIG_DFL);
+        return;
+    }
+    /* Not ours: hand the fault back to whoever handled it before us (Python's
+     * faulthandler, a debugger's handler) or to the default action. */
+    sigaction(SIGSEGV, &old_segv, NULL);
+}
+
+int yfi_guard_reporter_install(void)
+{
+    stack_t ss;
+    if (sigaltstack(NULL, &ss) == 0 && (ss.ss_flags & SS_DISABLE)) {
+        /* The handler must not run on the stack that just overflowed. One
+         * alternate stack per thread, kept for the thread's life. */
+        size_t len = 64 * 1024;
+        void *mem = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (mem == MAP_FAILED)
+            return -1;
+        ss.ss_sp = mem;
+        ss.ss_size = len;
+        ss.ss_flags = 0;
+        if (sigaltstack(&ss, NULL) != 0) {
+            munmap(mem, len);
+            return -1;
+        }
+    }
+    int expected = 0;
+    if (!atomic_compare_exchange_strong(&reporter_installed, &expected, 1))
+        return 0;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_segv;
+    sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+    sigemptyset(&sa.sa_mask);
+    return sigaction(SIGSEGV, &sa, &old_segv);
+}

@@ -1,0 +1,108 @@
+/* yfi.h - internals shared between the runtime's C files (not installed). */
+#ifndef YFI_H
+#define YFI_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "yf.h"
+
+#define YFI_FUNC __attribute__((visibility("hidden")))
+#define YF_LIKELY(x) __builtin_expect(!!(x), 1)
+#define YF_UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+/* Checks that survive NDEBUG: report file, line and expression, then abort. */
+#define YF_ASSERT(e) ((e) ? (void)0 : yfi_assert_fail(#e, __FILE__, __LINE__))
+YFI_FUNC __attribute__((noreturn)) void yfi_assert_fail(const char *e, const char *file, int line);
+
+/* ---- context switch (ctx_<arch>.S) -------------------------------------- */
+
+/* The frame a switch leaves on the stack it leaves; the offsets are the
+ * table at the top of ctx_x86_64.S and are checked in co.c. */
+struct yfi_frame {
+    uint32_t mxcsr;
+    uint16_t x87cw;
+    uint16_t pad;
+    uint64_t r12, r13, r14, r15, rbx, rbp;
+    uint64_t rip;
+};
+
+typedef void *(*yfi_ctx_fn)(void **save, void *load, void *value);
+
+YFI_FUNC void *yfi_ctx_full(void **save, void *load, void *value);
+YFI_FUNC void *yfi_ctx_full_ret(void **save, void *load, void *value);
+YFI_FUNC void *yfi_ctx_full_always(void **save, void *load, void *value);
+YFI_FUNC void *yfi_ctx_mxcsr_cmp(void **save, void *load, void *value);
+YFI_FUNC void *yfi_ctx_nofp(void **save, void *load, void *value);
+YFI_FUNC void *yfi_ctx_nofp_ret(void **save, void *load, void *value);
+YFI_FUNC void yfi_ctx_entry(void);
+/* The same code as yfi_ctx_full and yfi_ctx_nofp, for callers that end in a
+ * tail call and return the transfer value (always 0 there) as an int. */
+YFI_FUNC int yfi_ctx_full_int(void **save, void *load, void *value);
+YFI_FUNC int yfi_ctx_nofp_int(void **save, void *load, void *value);
+
+/* Index by YF_CTX_* variant. */
+YFI_FUNC extern const yfi_ctx_fn yfi_ctx_variants[YF_CTX_NVARIANTS];
+
+/* Lays a fresh frame below `top` (16-byte aligned) so that switching to the
+ * returned stack pointer calls entry(value) with a psABI-aligned stack. */
+YFI_FUNC void *yfi_ctx_make(void *top, void (*entry)(void *), uint32_t mxcsr, uint16_t x87cw);
+
+static inline void yfi_fpenv_read(uint32_t *mxcsr, uint16_t *x87cw)
+{
+    __asm__ volatile("stmxcsr %0" : "=m"(*mxcsr));
+    __asm__ volatile("fnstcw %0" : "=m"(*x87cw));
+}
+
+static inline void yfi_fpenv_write(uint32_t mxcsr, uint16_t x87cw)
+{
+    __asm__ volatile("ldmxcsr %0" : : "m"(mxcsr));
+    __asm__ volatile("fldcw %0" : : "m"(x87cw));
+}
+
+/* ---- stacks (stack.c) ---------------------------------------------------- */
+
+/* Each stack is one slot of `size` bytes, aligned to `size`, carved from an
+ * arena. The lowest page of the slot is the guard; the top 64 bytes hold a
+ * header the SIGSEGV handler reads to name the owner. */
+struct yfi_slot_header {
+    uint64_t owner_id;
+    uint64_t size;
+    uint64_t magic;
+    uint64_t pad[5];
+};
+
+#define YFI_SLOT_MAGIC 0x79666b5f736c6f74ull
+
+enum { YFI_GUARD_NONE = 0, YFI_GUARD_MPROTECT = 1, YFI_GUARD_REGIONS = 2 };
+
+struct yfi_arena;
+
+struct yfi_pool {
+    size_t size;               /* slot size, a power of two */
+    size_t page;
+    int guard;                 /* YFI_GUARD_* */
+    struct yfi_arena *arenas;  /* newest first */
+    size_t next_arena_slots;
+    void **free;               /* LIFO of free slot bases: warm stacks first */
+    size_t nfree, capfree;
+    uint64_t carved, narenas;
+};
+
+YFI_FUNC int yfi_pool_init(struct yfi_pool *p, size_t size, int guard);
+YFI_FUNC void yfi_pool_destroy(struct yfi_pool *p);
+/* A slot base, from the pool when one is free, else carved (guard installed
+ * then). NULL with ENOMEM. */
+YFI_FUNC void *yfi_pool_get(struct yfi_pool *p);
+YFI_FUNC void yfi_pool_put(struct yfi_pool *p, void *slot);
+YFI_FUNC size_t yfi_pool_trim(struct yfi_pool *p);
+/* Top of the usable stack of a slot: below the header, lowered by a cache
+ * colour so that stacks of neighbouring slots do not alias in L1 sets. */
+YFI_FUNC void *yfi_slot_top(const struct yfi_pool *p, void *slot);
+YFI_FUNC size_t yfi_slot_hwm(const struct yfi_pool *p, void *slot);
+YFI_FUNC int yfi_guard_install(void *addr, size_t len, int guard);
+/* Installs the process-wide SIGSEGV reporter and this thread's alternate
+ * signal stack (idempotent). */
+YFI_FUNC int yfi_guard_reporter_install(void);
+
+#endif

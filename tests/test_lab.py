@@ -1,0 +1,377 @@
+"""yfcore.lab: statistics, interleaving, rules, answer(), the C toolchain and the CLI."""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from yfcore.lab import bench, claims, stats, toolchain
+
+ROOT = Path(__file__).resolve().parents[1]
+
+HEADER = "id,notebook,seed_date,statement,seed_figure,unit,rule\n"
+
+
+# --- stats ---------------------------------------------------------------
+
+def test_summary():
+    assert stats.summary([3, 1, 2, 10]) == {"median": 2.5, "min": 1.0, "max": 10.0, "n": 4}
+    s = stats.summary([5])
+    assert s == {"median": 5.0, "min": 5.0, "max": 5.0, "n": 1}
+    assert isinstance(s["n"], int) and isinstance(s["median"], float)
+    with pytest.raises(ValueError):
+        stats.summary([])
+
+
+def test_fmt():
+    s = {"median": 5.04, "min": 4.98, "max": 5.3, "n": 5}
+    assert stats.fmt(s, "ns") == "5.04 ns [4.98..5.30]"
+    assert stats.fmt(s, "us", scale=1e-3) == "0.00504 us [0.00498..0.00530]"
+    assert stats.fmt({"median": 12345.6, "min": 100, "max": 20000, "n": 3}, "ns") == "12346 ns [100..20000]"
+    assert stats.fmt(s, "") == "5.04 [4.98..5.30]"
+
+
+def test_ratio_is_pairwise():
+    # Pairwise ratios differ from the ratio of medians when rounds drift together.
+    r = stats.ratio([2, 4, 8], [1, 2, 4])
+    assert r == {"median": 2.0, "min": 2.0, "max": 2.0, "n": 3}
+    with pytest.raises(ValueError, match="same rounds"):
+        stats.ratio([1, 2], [1])
+
+
+def test_quantity():
+    assert stats.quantity(3.0, "ns") == "3 ns"
+    assert stats.quantity("~5", "x") == "~5 x"
+    assert stats.quantity(2, "") == "2"
+
+
+# --- bench ---------------------------------------------------------------
+
+def _recorder(names):
+    calls = []
+
+    def make(name):
+        def run():
+            calls.append(name)
+            return float(len(calls))
+        return run
+
+    return calls, {n: make(n) for n in names}
+
+
+def test_interleaved_rotates_and_discards_warmup():
+    calls, competitors = _recorder("abc")
+    samples = bench.interleaved(competitors, rounds=4, warmup=2)
+    rounds = [calls[i:i + 3] for i in range(0, len(calls), 3)]
+    assert rounds == [list("abc"), list("bca"), list("cab"), list("abc"), list("bca"), list("cab")]
+    assert all(len(xs) == 4 for xs in samples.values())
+    # The two warm-up rounds (calls 1..6) are dropped: round 2 runs c, a, b as calls 7, 8, 9.
+    assert samples["a"] == [8.0, 10.0, 15.0, 17.0]
+    assert sorted(x for xs in samples.values() for x in xs) == [float(i) for i in range(7, 19)]
+
+
+def test_every_competitor_once_per_round():
+    calls, competitors = _recorder(["x", "y"])
+    bench.interleaved(competitors, rounds=5, warmup=0)
+    for i in range(0, len(calls), 2):
+        assert sorted(calls[i:i + 2]) == ["x", "y"]
+    assert calls[0] == "x" and calls[2] == "y"
+
+
+def test_quick_and_default_rounds(monkeypatch):
+    for value, expected in [("1", True), ("TRUE", True), ("yes", True), ("0", False), ("", False)]:
+        monkeypatch.setenv("YF_QUICK", value)
+        assert bench.quick() is expected
+        assert bench.default_rounds() == (5 if expected else 7)
+
+
+def test_measure_and_argument_checks():
+    m = bench.measure({"one": lambda: 1.0}, rounds=3)
+    assert m == {"one": {"median": 1.0, "min": 1.0, "max": 1.0, "n": 3}}
+    with pytest.raises(ValueError):
+        bench.interleaved({}, rounds=3)
+    with pytest.raises(ValueError):
+        bench.interleaved({"one": lambda: 1.0}, rounds=0)
+
+
+# --- rules ---------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    "text, values, verdict",
+    [
+        ("holds if value >= 3", {"value": 3}, "holds"),
+        ("holds if value >= 3", {"value": 2.9}, "fails"),
+        ("reproduced if value == 1", {"value": 1}, "reproduced"),
+        ("reproduced if value == 1", {"value": 0}, "not reproduced"),
+        ("holds if value / base > 2 and not (value < 0 or base - 1 * 2 == -5)",
+         {"value": 10, "base": 4}, "holds"),
+        ("holds if -value < +2", {"value": -3}, "fails"),
+        ("holds if 1 <= value < 10", {"value": 10}, "fails"),
+    ],
+)
+def test_rule_verdicts(text, values, verdict):
+    assert claims.Rule.parse(text).verdict(**values) == verdict
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "holds if __import__('os').system('true')",
+        "holds if value.real > 1",
+        "holds if abs(value) > 1",
+        "holds if [value][0] > 1",
+        "holds if value ** 2 > 1",
+        "holds if 'a' < 'b'",
+        "holds if True",
+        "holds if (x := 1)",
+        "holds if lambda: 1",
+        "holds if value >",
+        "true if value > 1",
+        "holds when value > 1",
+        "holds if",
+    ],
+)
+def test_rule_rejects(text):
+    with pytest.raises(ValueError):
+        claims.Rule.parse(text)
+
+
+def test_rule_missing_name_and_zero_division():
+    rule = claims.Rule.parse("holds if value / base > 1")
+    with pytest.raises(ValueError, match="needs base"):
+        rule.verdict(value=1)
+    with pytest.raises(ValueError, match="divides by zero"):
+        rule.verdict(value=1, base=0)
+
+
+# --- registry and answer() -----------------------------------------------
+
+@pytest.fixture
+def registry(tmp_path):
+    path = tmp_path / "claims.csv"
+    path.write_text(
+        HEADER
+        + "ctx-speed,01-context-switch,2013-03-02,\"asm switch is 5x faster, roughly\",5,x,holds if value >= 3\n"
+        + "guard-bug,02-guard,2014-05-01,the guard never fired,1,crashes,reproduced if value == 1\n"
+    )
+    return claims.registry(path)
+
+
+@pytest.fixture
+def results(tmp_path, monkeypatch):
+    out = tmp_path / "results"
+    monkeypatch.setenv("YF_RESULTS", str(out))
+    monkeypatch.delenv("YF_REFERENCE", raising=False)
+    return out
+
+
+def test_registry_reads_rows_in_order(registry):
+    assert list(registry) == ["ctx-speed", "guard-bug"]
+    c = registry["ctx-speed"]
+    assert c.statement == "asm switch is 5x faster, roughly"
+    assert c.rule.word == "holds" and c.rule.expr == "value >= 3"
+
+
+def test_registry_rejects_bad_files(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("id,notebook\n")
+    with pytest.raises(ValueError, match="missing column"):
+        claims.registry(bad)
+    bad.write_text(HEADER + "a,01,2013,s,1,x,holds if value > 1\na,01,2013,s,1,x,holds if value > 1\n")
+    with pytest.raises(ValueError, match="duplicate"):
+        claims.registry(bad)
+    bad.write_text(HEADER + "a,01,2013,s,1,x,holds if open('f')\n")
+    with pytest.raises(ValueError, match=":2: claim a"):
+        claims.registry(bad)
+
+
+def test_repository_registry_parses():
+    claims.registry()
+
+
+def test_answer_writes_schema(registry, results, capsys):
+    r = claims.answer("ctx-speed", 4.2, "x", samples=[4.0, 4.2, 4.5], detail="4.2x faster", registry=registry)
+    assert capsys.readouterr().out == "VERDICT ctx-speed: holds — 4.2x faster\n"
+    assert set(r) == {"claim", "notebook", "seed", "measured", "verdict", "detail", "provenance"}
+    assert r["claim"] == "ctx-speed" and r["notebook"] == "01-context-switch"
+    assert r["seed"] == {"date": "2013-03-02", "statement": "asm switch is 5x faster, roughly",
+                         "figure": 5.0, "unit": "x"}
+    assert r["measured"] == {"value": 4.2, "unit": "x", "median": 4.2, "min": 4.0, "max": 4.5, "n": 3}
+    assert set(r["provenance"]) == {"cpu", "cores", "kernel", "compiler", "cflags", "python",
+                                    "yfcore", "git", "date", "quick"}
+    assert json.loads((results / "ctx-speed.json").read_text()) == r
+
+
+def test_answer_without_samples_and_extra_names(tmp_path, results, capsys):
+    path = tmp_path / "claims.csv"
+    path.write_text(HEADER + "r,03-x,2015,s,3,x,holds if value / base >= 3\n")
+    reg = claims.registry(path)
+    r = claims.answer("r", 2, "x", registry=reg, base=1)
+    assert r["verdict"] == "fails"
+    assert r["measured"] == {"value": 2, "unit": "x", "median": 2.0, "min": 2.0, "max": 2.0, "n": 1}
+    assert r["detail"] == "measured 2 x; the diary says 3 x"
+    assert capsys.readouterr().out.startswith("VERDICT r: fails — measured 2 x")
+
+
+def test_answer_unknown_claim_and_bad_value(registry, results):
+    with pytest.raises(KeyError, match="no-such"):
+        claims.answer("no-such", 1, "x", registry=registry)
+    with pytest.raises(ValueError, match="value must be a number"):
+        claims.answer("ctx-speed", "fast", "x", registry=registry)
+
+
+def test_answer_reference_copy(registry, results, tmp_path, monkeypatch, capsys):
+    ref = tmp_path / "reference"
+    monkeypatch.setattr(claims, "reference_dir", lambda: ref)
+    monkeypatch.setenv("YF_REFERENCE", "1")
+    claims.answer("guard-bug", 1, "crashes", registry=registry)
+    assert json.loads((ref / "guard-bug.json").read_text())["verdict"] == "reproduced"
+
+
+def test_latest_prefers_fresh_results(registry, results, tmp_path, monkeypatch, capsys):
+    ref = tmp_path / "reference"
+    ref.mkdir()
+    monkeypatch.setattr(claims, "reference_dir", lambda: ref)
+    (ref / "guard-bug.json").write_text(json.dumps({"claim": "guard-bug", "verdict": "not reproduced"}))
+    (ref / "ctx-speed.json").write_text(json.dumps({"claim": "ctx-speed", "verdict": "fails"}))
+    assert [r["verdict"] for r in claims.latest(registry)] == ["fails", "not reproduced"]
+    claims.answer("guard-bug", 1, "crashes", registry=registry)
+    assert [r["verdict"] for r in claims.latest(registry)] == ["fails", "reproduced"]
+    assert [r["verdict"] for r in claims.latest(registry, reference_only=True)] == ["fails", "not reproduced"]
+
+
+# --- toolchain -----------------------------------------------------------
+
+def _c_file(tmp_path, name, body):
+    path = tmp_path / f"{name}.c"
+    path.write_text(textwrap.dedent(body))
+    return path
+
+
+def test_compile_and_run(tmp_path):
+    src = _c_file(tmp_path, "hello", """
+        #include <stdio.h>
+        int main(int argc, char **argv) { printf("hello %s\\n", argc > 1 ? argv[1] : "?"); return 3; }
+    """)
+    out = tmp_path / "bin"
+    exe = toolchain.compile_program(src, out_dir=out)
+    cp = toolchain.run_program(exe, "there")
+    assert cp.stdout == "hello there\n"
+    assert toolchain.describe_exit(cp) == "exit 3"
+    # Same inputs reuse the binary; other flags or edited sources get their own.
+    assert toolchain.compile_program(src, out_dir=out) == exe
+    assert toolchain.compile_program(src, out_dir=out, cflags=["-O0"]) != exe
+    src.write_text(src.read_text().replace("return 3", "return 0"))
+    assert toolchain.compile_program(src, out_dir=out) != exe
+
+
+def test_segfault_is_described(tmp_path):
+    src = _c_file(tmp_path, "crash", """
+        #include <signal.h>
+        int main(void) { raise(SIGSEGV); return 0; }
+    """)
+    cp = toolchain.run_program(toolchain.compile_program(src, out_dir=tmp_path))
+    assert toolchain.describe_exit(cp) == "killed by SIGSEGV"
+
+
+def test_compile_error_keeps_messages(tmp_path):
+    src = _c_file(tmp_path, "broken", """
+        int missing(void);
+        int main(void) { return missing(); }
+    """)
+    with pytest.raises(toolchain.CompileError) as info:
+        toolchain.compile_program(src, out_dir=tmp_path)
+    assert info.value.returncode != 0
+    assert "missing" in info.value.stderr
+    assert info.value.cmd[-1].endswith("broken.c")
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".broken")]
+
+
+def test_missing_program_and_timeout(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no-such-program"):
+        toolchain.compile_program("no-such-program")
+    src = _c_file(tmp_path, "sleepy", """
+        #include <unistd.h>
+        int main(void) { sleep(30); return 0; }
+    """)
+    with pytest.raises(TimeoutError, match="sleepy"):
+        toolchain.run_program(toolchain.compile_program(src, out_dir=tmp_path), timeout=0.2)
+
+
+def test_run_program_env(tmp_path):
+    src = _c_file(tmp_path, "env", """
+        #include <stdio.h>
+        #include <stdlib.h>
+        int main(void) { printf("%s\\n", getenv("YF_TEST_VAR")); return 0; }
+    """)
+    cp = toolchain.run_program(toolchain.compile_program(src, out_dir=tmp_path), env={"YF_TEST_VAR": "seen"})
+    assert cp.stdout == "seen\n"
+
+
+# --- command line --------------------------------------------------------
+
+def _cli(*args, env=None):
+    full = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    full.update(env or {})
+    return subprocess.run([sys.executable, "-m", "yfcore", *args], capture_output=True, text=True,
+                          env=full, cwd=ROOT, timeout=120)
+
+
+def test_cli_claims_json(tmp_path):
+    cp = _cli("claims", "--json", env={"YF_RESULTS": str(tmp_path)})
+    assert cp.returncode == 0, cp.stderr
+    assert isinstance(json.loads(cp.stdout), list)
+
+
+def test_cli_bench_unknown_name():
+    pytest.importorskip("yfcore.lab.benchmarks", reason="yfcore.lab.benchmarks (C module) not available")
+    cp = _cli("bench", "nosuch")
+    assert cp.returncode == 2
+    assert "unknown benchmark 'nosuch'; available:" in cp.stderr
+    assert "Traceback" not in cp.stderr
+
+
+def test_cli_user_errors_have_no_traceback():
+    cp = _cli("report", "--quick", "--reference")
+    assert cp.returncode != 0
+    assert "Traceback" not in cp.stderr and "--reference" in cp.stderr
+    cp = _cli("frobnicate")
+    assert cp.returncode == 2 and "Traceback" not in cp.stderr
+
+
+def test_bench_table():
+    from yfcore.__main__ import _bench_table
+
+    s = {"median": 5.0, "min": 4.0, "max": 6.0, "n": 5}
+    table = _bench_table({
+        "yf": {"ns_per_switch": s},
+        "ucontext": {"ns_per_switch": {**s, "median": 20.0}},
+        "boost": {"skipped": "libboost-context-dev not installed"},
+        "provenance": {"cpu": "test cpu", "date": "today", "quick": True},
+    })
+    lines = table.splitlines()
+    assert lines[0].split() == ["system", "metric", "median", "[min..max]", "ratio"]
+    assert lines[1].split() == ["yf", "ns_per_switch", "5.00", "[4.00..6.00]", "1.00x", "yf"]
+    assert lines[2].split() == ["ucontext", "ns_per_switch", "20.0", "[4.00..6.00]", "4.00x", "yf"]
+    assert "skipped: libboost-context-dev not installed" in lines[3]
+    assert lines[-1] == "cpu: test cpu, date: today, quick: True"
+
+
+# --- plots ---------------------------------------------------------------
+
+def test_plots_draw_without_display():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from yfcore.lab import plots
+
+    s = {"median": 2.0, "min": 1.0, "max": 3.0, "n": 5}
+    ax = plots.bars({"a": s, "b": {**s, "median": 2.5}}, "ns", "switch cost", log=True)
+    assert [t.get_text() for t in ax.texts] == ["2.00", "2.50"]
+    ax = plots.lines([1, 10], {"a": [s, s]}, "n", "ns", "scaling", logx=True)
+    assert ax.get_xscale() == "log" and ax.get_legend() is not None
+    with pytest.raises(ValueError, match="2 x values"):
+        plots.lines([1, 10], {"a": [s]}, "n", "ns", "bad")

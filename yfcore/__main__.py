@@ -1,0 +1,164 @@
+"""The yfcore command line: report, bench, claims, info."""
+import argparse
+import json
+import sys
+
+__all__ = ["main"]
+
+
+def _rows(rows: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+
+
+def _report(args) -> int:
+    from yfcore.lab import report
+
+    try:
+        index = report.run(quick=args.quick, only=args.only, reference=args.reference)
+    except report.ReportError as e:
+        print(f"yfcore: {e}", file=sys.stderr)
+        return 1
+    print(f"index: {index}")
+    return 0
+
+
+def _is_summary(x) -> bool:
+    return isinstance(x, dict) and "median" in x
+
+
+def _bench_table(result: dict) -> str:
+    from yfcore.lab import stats
+    from yfcore.lab.stats import fmt
+
+    systems = {k: v for k, v in result.items() if k != "provenance" and isinstance(v, dict)}
+    # The baseline of a metric is the first system that measured it.
+    first: dict[str, tuple[str, float]] = {}
+    for name, metrics in systems.items():
+        for metric, s in metrics.items():
+            if _is_summary(s):
+                first.setdefault(metric, (name, s["median"]))
+    rows = [["system", "metric", "median [min..max]", "ratio"]]
+    for name, metrics in systems.items():
+        if "skipped" in metrics:
+            rows.append([name, "-", f"skipped: {metrics['skipped']}", ""])
+            continue
+        for metric, s in metrics.items():
+            if not _is_summary(s):
+                continue
+            base_name, base = first[metric]
+            ratio = f"1.00x {base_name}" if base and name == base_name else ""
+            if base and name != base_name:
+                # Pair by pair over the same rounds when the samples are there.
+                a, b = metrics.get("samples"), systems[base_name].get("samples")
+                r = stats.ratio(a, b)["median"] if a and b and len(a) == len(b) else s["median"] / base
+                ratio = f"{r:.2f}x {base_name}"
+            rows.append([name, metric, fmt(s, ""), ratio])
+    text = _rows(rows)
+    prov = result.get("provenance")
+    if isinstance(prov, dict):
+        text += "\n\n" + ", ".join(f"{k}: {prov[k]}" for k in ("cpu", "date", "quick") if k in prov)
+    return text
+
+
+def _bench(args) -> int:
+    from yfcore.lab.bench import quick
+
+    try:
+        from yfcore.lab.benchmarks import BENCHMARKS
+    except ImportError as e:
+        hint = "; build the C module with `make build`" if e.name == "yfcore._yfcore" else ""
+        print(f"yfcore: benchmarks unavailable: {e}{hint}", file=sys.stderr)
+        return 1
+    if args.name not in BENCHMARKS:
+        print(f"yfcore: unknown benchmark {args.name!r}; available: {', '.join(sorted(BENCHMARKS))}",
+              file=sys.stderr)
+        return 2
+    result = BENCHMARKS[args.name](quick=args.quick or quick(), progress=sys.stderr.isatty())
+    if args.json:
+        # Summaries only: raw samples stay out of the stable JSON interface.
+        print(json.dumps({k: {m: x for m, x in v.items() if m != "samples"} if k != "provenance" else v
+                          for k, v in result.items()}))
+    else:
+        print(_bench_table(result))
+    return 0
+
+
+def _claims(args) -> int:
+    from yfcore.lab import claims
+    from yfcore.lab.stats import quantity
+
+    results = claims.latest()
+    if args.json:
+        print(json.dumps(results, ensure_ascii=False))
+        return 0
+    if not results:
+        print("no results yet: run `yfcore report`")
+        return 0
+    rows = [["claim", "seed", "measured", "verdict"]]
+    for r in results:
+        seed, m = r["seed"], r["measured"]
+        rows.append([r["claim"], quantity(seed["figure"], seed["unit"]), quantity(m["value"], m["unit"]),
+                     r["verdict"]])
+    print(_rows(rows))
+    return 0
+
+
+def _info(args) -> int:
+    from yfcore.lab.provenance import provenance
+
+    for key, value in provenance().items():
+        print(f"{key}: {value}")
+    try:
+        from yfcore import runtime
+
+        extra = runtime.info()
+    except (ImportError, AttributeError) as e:
+        print(f"note: runtime details unavailable ({e})")
+        return 0
+    for key, value in extra.items():
+        print(f"{key}: {value}")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="yfcore", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    r = sub.add_parser("report", help="execute the notebooks into reports/ and refresh results")
+    r.add_argument("--quick", action="store_true", help="small sizes (YF_QUICK=1): minutes, not hours")
+    r.add_argument("--only", nargs="+", metavar="NN", help="run only the notebooks with these numbers")
+    r.add_argument("--reference", action="store_true",
+                   help="full run whose outputs and results are committed (notebooks/, data/reference/)")
+    r.set_defaults(func=_report)
+
+    b = sub.add_parser("bench", help="run one benchmark and print a table or JSON")
+    b.add_argument("name", metavar="NAME")
+    b.add_argument("--quick", action="store_true", help="fewer rounds and smaller sizes")
+    b.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    b.set_defaults(func=_bench)
+
+    c = sub.add_parser("claims", help="the claims table: seed figure, measured, verdict")
+    c.add_argument("--json", action="store_true", help="print the result objects as a JSON list")
+    c.set_defaults(func=_claims)
+
+    i = sub.add_parser("info", help="provenance of this machine and build")
+    i.set_defaults(func=_info)
+    return p
+
+
+def main(argv=None) -> int:
+    """Run the yfcore command line; return the exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        return args.func(args)
+    # User errors (bad --only, no clone, an unreadable registry) get one line, no traceback.
+    except (OSError, ValueError, KeyError, RuntimeError) as e:
+        print(f"yfcore: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,137 @@
+"""Build and run the small C programs in csrc/programs/ as subprocesses."""
+import hashlib
+import os
+import platform
+import shlex
+import signal
+import subprocess
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+from .paths import root
+
+__all__ = ["CompileError", "runtime_sources", "compile_program", "run_program", "describe_exit"]
+
+DEFAULT_CFLAGS = ("-std=gnu11", "-O2", "-g")
+
+
+class CompileError(RuntimeError):
+    """The compiler or linker failed; `stderr` holds its messages verbatim."""
+
+    def __init__(self, cmd: list[str], returncode: int, stderr: str):
+        self.cmd = cmd
+        self.returncode = returncode
+        self.stderr = stderr
+        super().__init__(f"{shlex.join(cmd)} exited {returncode}\n{stderr}")
+
+
+def _csrc() -> Path:
+    return root() / "csrc"
+
+
+def runtime_sources() -> list[Path]:
+    """The runtime's sources as the cffi module takes them: csrc/*.c and this machine's csrc/ctx_<arch>.S."""
+    csrc = _csrc()
+    return sorted([*csrc.glob("*.c"), *csrc.glob(f"ctx_{platform.machine()}.S")])
+
+
+def _source(name: str | os.PathLike) -> Path:
+    path = Path(name)
+    if not path.is_absolute():
+        path = _csrc() / "programs" / f"{name}.c"
+    if not path.is_file():
+        raise FileNotFoundError(f"no C program {name!r} (looked for {path})")
+    return path
+
+
+def _fingerprint(cc: list[str], sources: list[Path], cflags, ldflags) -> str:
+    # Headers are hashed too, so an edit to yf.h rebuilds every program.
+    csrc = _csrc()
+    headers = sorted([*csrc.glob("*.h"), *csrc.glob("programs/*.h")])
+    h = hashlib.sha256()
+    for part in (*cc, "\0", *cflags, "\0", *ldflags, "\0"):
+        h.update(part.encode() + b"\0")
+    for path in (*sources, *headers):
+        h.update(str(path).encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()[:12]
+
+
+def compile_program(
+    name: str | os.PathLike,
+    *,
+    extra_sources: Iterable[str | os.PathLike] = (),
+    cflags: Iterable[str] = (),
+    ldflags: Iterable[str] = (),
+    out_dir: str | os.PathLike | None = None,
+    with_runtime: bool = False,
+) -> Path:
+    """Compile csrc/programs/<name>.c (or an absolute path to a .c file) with cc.
+
+    `cflags` come after the defaults (-std=gnu11 -O2 -g) so they can override them;
+    `ldflags` come after the sources. `with_runtime` links runtime_sources()
+    and -ldl in, as the cffi module does. The output lands in `out_dir` (default
+    <root>/build/programs/) named <name>-<hash of compiler, flags and source
+    contents>, with ".so" when linking -shared; an up-to-date output is reused.
+    Raises CompileError carrying the command, exit code and compiler messages.
+    """
+    cc = shlex.split(os.environ.get("CC", "cc"))
+    main = _source(name)
+    sources = [main, *(Path(s).resolve() for s in extra_sources)]
+    if with_runtime:
+        sources += runtime_sources()
+    cflags, ldflags = [*DEFAULT_CFLAGS, *cflags], list(ldflags)
+    if with_runtime:
+        # The hooks resolve libc's own symbols with dlsym, as in the cffi module.
+        ldflags.append("-ldl")
+    out = Path(out_dir) if out_dir is not None else root() / "build" / "programs"
+    out.mkdir(parents=True, exist_ok=True)
+    suffix = ".so" if "-shared" in cflags + ldflags else ""
+    target = out / f"{main.stem}-{_fingerprint(cc, sources, cflags, ldflags)}{suffix}"
+    if target.exists():
+        return target
+    # Link to a temporary name and rename, so a concurrent or interrupted
+    # build never leaves a half-written program under the cached name.
+    fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{target.name}.")
+    os.close(fd)
+    cmd = [*cc, *cflags, f"-I{_csrc()}", "-o", tmp, *map(str, sources), *ldflags]
+    try:
+        cp = subprocess.run(cmd, capture_output=True, text=True)
+        if cp.returncode != 0:
+            raise CompileError(cmd, cp.returncode, cp.stderr)
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return target
+
+
+def run_program(
+    path: str | os.PathLike,
+    *args,
+    env: dict[str, str] | None = None,
+    timeout: float = 60,
+) -> subprocess.CompletedProcess:
+    """Run a program and capture stdout and stderr as text; a non-zero exit is not an error.
+
+    `env` adds to (or overrides) the current environment, e.g. {"LD_PRELOAD": ...}.
+    Raises TimeoutError, naming the program, after killing it when it outlives `timeout` seconds.
+    """
+    cmd = [str(path), *map(str, args)]
+    full_env = {**os.environ, **env} if env else None
+    try:
+        return subprocess.run(
+            cmd, capture_output=True, text=True, errors="replace", env=full_env, timeout=timeout
+        )
+    except subprocess.TimeoutExpired:
+        raise TimeoutError(f"{Path(path).name} did not finish within {timeout} s and was killed") from None
+
+
+def describe_exit(cp: subprocess.CompletedProcess) -> str:
+    """How a program ended: "exit 0", "exit 3" or "killed by SIGSEGV"."""
+    if cp.returncode >= 0:
+        return f"exit {cp.returncode}"
+    try:
+        return f"killed by {signal.Signals(-cp.returncode).name}"
+    except ValueError:
+        return f"killed by signal {-cp.returncode}"
