@@ -100,11 +100,16 @@ static intptr_t yield_until(void *arg)
     return 0;
 }
 
-double yf_bench_switch_yf(int64_t n, unsigned flags, size_t stack_size)
+double yf_bench_switch_yf(int64_t n, unsigned flags, size_t stack_size, size_t trace_cap)
 {
     yf_sched *s = yf_sched_new(stack_size, flags);
     if (!s)
         return -1;
+    if (trace_cap && yf_sched_trace(s, trace_cap) != 0) {
+        yf_sched_free(s);
+        errno = ENOMEM;
+        return -1;
+    }
     volatile int stop = 0;
     yf_co *co = yf_co_create(s, yield_until, (void *)&stop);
     if (!co) {

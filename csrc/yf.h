@@ -179,8 +179,11 @@ int yf_addr_name(uint64_t addr, char *buf, size_t len);
 
 /* FP environment under YF_SCHED_FPFAST: the only sanctioned way to change
  * the rounding/exception-mask state (MXCSR and the x87 control word) inside a
- * coroutine; switches to and from it then carry the FP state. Outside the
- * fast mode it simply loads the values. */
+ * coroutine; switches to and from it then carry the FP state. The root
+ * context may change its own environment freely. Outside the fast mode it
+ * simply loads the values. A new coroutine starts with the environment the
+ * scheduler was made with (default mode) or the root's current one (FPFAST).
+ * EINVAL for reserved MXCSR bits. */
 int yf_co_fpenv_set(uint32_t mxcsr, uint16_t x87cw);
 void yf_fpenv_get(uint32_t *mxcsr, uint16_t *x87cw);
 
@@ -219,8 +222,9 @@ enum {
 /* n round trips between two raw contexts with switch variant `variant`;
  * the coroutine side yields from `depth` nested calls (0: from its loop). */
 double yf_bench_ctx(int variant, int64_t n, int depth);
-/* n resume+yield round trips through the scheduler (flags: YF_SCHED_*). */
-double yf_bench_switch_yf(int64_t n, unsigned flags, size_t stack_size);
+/* n resume+yield round trips through the scheduler (flags: YF_SCHED_*),
+ * recording them in a trace ring of trace_cap records when trace_cap > 0. */
+double yf_bench_switch_yf(int64_t n, unsigned flags, size_t stack_size, size_t trace_cap);
 /* n create + 3 x (resume, yield) + exit + reap through the scheduler. */
 double yf_bench_create_yf(int64_t n, unsigned flags, size_t stack_size);
 /* The same two with glibc ucontext (malloc'ed stacks for create). */

@@ -186,6 +186,8 @@ class Coroutine:
             state = self.state
         except LookupError:
             state = "reaped"
+        except ValueError:
+            state = "scheduler closed"
         return f"<Coroutine {self.id} {state}>"
 
     def _ptr(self):
@@ -224,7 +226,10 @@ class Coroutine:
 
     def cancel(self, status: int = -1) -> None:
         """Finish a coroutine that has not started; RuntimeError once it has."""
-        if lib.yf_co_cancel(self._ptr(), status) != 0:
+        co = self._ptr()
+        if not isinstance(status, int) or isinstance(status, bool) or not -(2**63) <= status < 2**63:
+            raise ValueError(f"status must be a signed 64-bit int, got {status!r}")
+        if lib.yf_co_cancel(co, status) != 0:
             raise RuntimeError(f"cannot cancel coroutine {self.id}: it has started ({self.state})")
 
     @property

@@ -54,10 +54,10 @@ def _boost():
     return boost_context_path()
 
 
-def _run(competitors: dict, metric: str, rounds: int | None, progress: bool, skipped: dict) -> dict:
+def _run(competitors: dict, metric: str, rounds: int | None, progress: bool, absent: dict) -> dict:
     samples = interleaved(competitors, rounds=rounds, progress=progress)
     out = {name: {metric: summary(xs), "samples": xs} for name, xs in samples.items()}
-    for name, why in skipped.items():
+    for name, why in absent.items():
         out[name] = {"skipped": why}
     return out
 
@@ -69,8 +69,8 @@ def switch(quick: bool | None = None, progress: bool = False, rounds: int | None
     n = sizes(quick)
     fast, slow = n["switch"], n["switch_slow"]
     comp = {
-        "yf": lambda: _checked(lib.yf_bench_switch_yf(fast, 0, STACK), "yf") / (2 * fast),
-        "yf_fpfast": lambda: _checked(lib.yf_bench_switch_yf(fast, lib.YF_SCHED_FPFAST, STACK), "yf_fpfast")
+        "yf": lambda: _checked(lib.yf_bench_switch_yf(fast, 0, STACK, 0), "yf") / (2 * fast),
+        "yf_fpfast": lambda: _checked(lib.yf_bench_switch_yf(fast, lib.YF_SCHED_FPFAST, STACK, 0), "yf_fpfast")
         / (2 * fast),
         "ucontext": lambda: _checked(lib.yf_bench_switch_ucontext(slow, STACK), "ucontext") / (2 * slow),
     }
@@ -117,9 +117,10 @@ def ablation(depths=(0, 8), quick: bool | None = None, rounds: int | None = None
     for name, v in VARIANTS.items():
         for d in depths:
             comp[f"{name} @ {d}"] = (lambda v=v, d=d: _checked(lib.yf_bench_ctx(v, n, d), "ctx") / (2 * n))
-    comp["scheduler, default @ 0"] = lambda: _checked(lib.yf_bench_switch_yf(n, 0, STACK), "yf") / (2 * n)
+    comp["scheduler, default @ 0"] = lambda: _checked(lib.yf_bench_switch_yf(n, 0, STACK, 0), "yf") / (2 * n)
+    comp["scheduler, trace on @ 0"] = lambda: _checked(lib.yf_bench_switch_yf(n, 0, STACK, 4096), "yf") / (2 * n)
     comp["scheduler, FP-fast @ 0"] = (
-        lambda: _checked(lib.yf_bench_switch_yf(n, lib.YF_SCHED_FPFAST, STACK), "yf") / (2 * n))
+        lambda: _checked(lib.yf_bench_switch_yf(n, lib.YF_SCHED_FPFAST, STACK, 0), "yf") / (2 * n))
     return {k: summary(v) | {"samples": v} for k, v in interleaved(comp, rounds=rounds, progress=progress).items()}
 
 
@@ -180,7 +181,7 @@ def python_switches(quick: bool | None = None, rounds: int | None = None, progre
     n = sizes(quick)["python"]
     nc = sizes(quick)["switch"]
     comp = {
-        "yfcore (C kernel)": lambda: _checked(lib.yf_bench_switch_yf(nc, 0, STACK), "yf") / (2 * nc),
+        "yfcore (C kernel)": lambda: _checked(lib.yf_bench_switch_yf(nc, 0, STACK, 0), "yf") / (2 * nc),
         "generator": lambda: _gen_round(n),
         "greenlet": lambda: _greenlet_round(n),
         "asyncio sleep(0)": lambda: _asyncio_round(n // 4),

@@ -1,0 +1,57 @@
+"""C tests: every tests/c/*.c is a main() program compiled against the runtime and run.
+
+test_*.c and other programs must exit 0 in a release build (-DNDEBUG: their
+checks do not use assert) and a debug build (-DYF_DEBUG: the runtime's own
+contract checks on). fail_*.c programs are expected to abort: they must die by
+SIGABRT with the message named by their `expect-abort:` line. A program's
+`test-cflags:` line adds compiler flags.
+"""
+import re
+import signal
+from pathlib import Path
+
+import pytest
+
+from yfcore.lab import toolchain
+
+C_DIR = Path(__file__).resolve().parent / "c"
+PROGRAMS = sorted(C_DIR.glob("*.c"))
+BASE_CFLAGS = ("-O2", "-fstack-clash-protection")
+BUILDS = {"release": ("-DNDEBUG",), "debug": ("-DYF_DEBUG",)}
+
+
+def _marker(path: Path, name: str) -> str | None:
+    m = re.search(rf"^\s*\*?\s*{name}:\s*(.+?)\s*$", path.read_text(), re.M)
+    return m.group(1) if m else None
+
+
+def _build(path: Path, extra: tuple[str, ...]) -> Path:
+    own = tuple((_marker(path, "test-cflags") or "").split())
+    return toolchain.compile_program(path, with_runtime=True, cflags=(*BASE_CFLAGS, *extra, *own),
+                                     ldflags=("-lm",))
+
+
+def _report(path: Path, cp) -> str:
+    return f"{path.name}: {toolchain.describe_exit(cp)}\n--- stdout ---\n{cp.stdout}\n--- stderr ---\n{cp.stderr}"
+
+
+def test_the_glob_finds_both_kinds():
+    names = {p.name for p in PROGRAMS}
+    assert {"test_ctx.c", "test_sched.c"} <= names
+    assert any(n.startswith("fail_") for n in names)
+
+
+@pytest.mark.parametrize("build", sorted(BUILDS))
+@pytest.mark.parametrize("path", [p for p in PROGRAMS if not p.name.startswith("fail_")], ids=lambda p: p.stem)
+def test_program_exits_0(path, build):
+    cp = toolchain.run_program(_build(path, BUILDS[build]), timeout=120)
+    assert cp.returncode == 0, _report(path, cp)
+
+
+@pytest.mark.parametrize("path", [p for p in PROGRAMS if p.name.startswith("fail_")], ids=lambda p: p.stem)
+def test_program_aborts_with_message(path):
+    message = _marker(path, "expect-abort")
+    assert message, f"{path.name} has no `expect-abort:` line naming the message it must die with"
+    cp = toolchain.run_program(_build(path, ()), timeout=120)
+    assert cp.returncode == -signal.SIGABRT, _report(path, cp)
+    assert message in cp.stderr, _report(path, cp)
