@@ -1,10 +1,14 @@
-"""Build the cffi extension; metadata lives in pyproject.toml."""
+"""Build the cffi extension and the hook library; metadata lives in pyproject.toml."""
+import importlib.util
+from pathlib import Path
+
 from setuptools import setup
 from setuptools.command.build_ext import build_ext
 
 
 class BuildExt(build_ext):
-    """build_ext that also compiles the assembly context switch (csrc/*.S)."""
+    """build_ext that also compiles the assembly context switch (csrc/*.S) and
+    builds the hook library (csrc/hook/) next to the module."""
 
     def build_extensions(self):
         # distutils' Unix compiler skips sources whose suffix it does not know;
@@ -12,6 +16,20 @@ class BuildExt(build_ext):
         if ".S" not in self.compiler.src_extensions:
             self.compiler.src_extensions.append(".S")
         super().build_extensions()
+
+    def run(self):
+        super().run()
+        # The interposed libc symbols (csrc/hook/) must stay out of the cffi
+        # module, where they would hook the interpreter's own I/O: they are
+        # built beside it as yfcore/hooklib/ (libyf.so, libyfhook.so,
+        # libyfhook.a), in the source tree for --inplace and editable
+        # installs. The builder is loaded by path, as cffi_modules are.
+        here = Path(__file__).resolve().parent
+        spec = importlib.util.spec_from_file_location("_yf_hookbuild", here / "yfcore" / "_hookbuild.py")
+        hookbuild = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(hookbuild)
+        package = here / "yfcore" if self.inplace else Path(self.build_lib) / "yfcore"
+        hookbuild.build(package / "hooklib", root=here)
 
 
 setup(

@@ -62,7 +62,7 @@ static void raw_body(void *v)
     }
 }
 
-double yf_bench_ctx(int variant, int64_t n, int depth)
+double yf_bench_ctx(int64_t n, int variant, int depth)
 {
     if (variant < 0 || variant >= YF_CTX_NVARIANTS || n < 0 || depth < 0 || depth > 1000) {
         errno = EINVAL;

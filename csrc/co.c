@@ -82,6 +82,7 @@ struct yf_co {
     yf_exit_hook *hooks;
     uint32_t mxcsr;
     uint16_t x87cw;
+    int err;                   /* its errno while switched out (KEEP_ERRNO) */
     void *locals[YF_CO_LOCALS];
 };
 
@@ -162,7 +163,7 @@ int yf_sched_trace(yf_sched *s, size_t capacity)
     s->trace = t;
     s->trace_cap = capacity;
     s->trace_len = 0;
-    s->slow = (t != NULL) || (s->flags & YF_SCHED_FPFAST);
+    s->slow = (t != NULL) || (s->flags & (YF_SCHED_FPFAST | YF_SCHED_KEEP_ERRNO));
     return 0;
 }
 
@@ -237,6 +238,13 @@ static inline int switch_to(yf_sched *s, struct yf_co *from, struct yf_co *to, i
     if (YF_UNLIKELY(s->slow)) {
         if (s->trace)
             trace_switch(s, from, to, reason);
+        /* errno lives in thread-local storage, so the context switch leaves
+         * it alone: hand the thread's errno over here, before the tail call,
+         * and `to` resumes seeing its own. */
+        if (s->flags & YF_SCHED_KEEP_ERRNO) {
+            from->err = errno;
+            errno = to->err;
+        }
         if (s->flags & YF_SCHED_FPFAST) {
 #ifdef YF_DEBUG
             fpenv_check(s, from);
@@ -312,7 +320,8 @@ yf_co *yf_co_find(const yf_sched *s, uint64_t id)
 yf_sched *yf_sched_new(size_t stack_size, unsigned flags)
 {
     if (stack_size < YF_STACK_MIN || stack_size > YF_STACK_MAX || (stack_size & (stack_size - 1)) ||
-        (flags & ~(unsigned)(YF_SCHED_FPFAST | YF_SCHED_GUARD_MPROTECT | YF_SCHED_NOGUARD)) ||
+        (flags & ~(unsigned)(YF_SCHED_FPFAST | YF_SCHED_GUARD_MPROTECT | YF_SCHED_NOGUARD |
+                            YF_SCHED_KEEP_ERRNO)) ||
         ((flags & YF_SCHED_GUARD_MPROTECT) && (flags & YF_SCHED_NOGUARD))) {
         errno = EINVAL;
         return NULL;
@@ -329,7 +338,7 @@ yf_sched *yf_sched_new(size_t stack_size, unsigned flags)
         guard = YFI_GUARD_REGIONS;
     yfi_pool_init(&s->pool, stack_size, guard);
     s->flags = flags;
-    s->slow = flags & YF_SCHED_FPFAST;
+    s->slow = flags & (YF_SCHED_FPFAST | YF_SCHED_KEEP_ERRNO);
     s->root.s = s;
     s->root.id = 0;
     s->root.state = YF_RUNNING;
@@ -371,6 +380,20 @@ int64_t yf_sched_run(yf_sched *s)
         yf_co_resume(s->ready.next);
         n++;
     }
+    return n;
+}
+
+int64_t yf_sched_run_once(yf_sched *s)
+{
+    if (cur != NULL) {
+        errno = EBUSY;
+        return -1;
+    }
+    /* The queue is FIFO and a coroutine re-enters it only at the tail, so
+     * the first n.ready entries now are exactly this pass. */
+    int64_t n = (int64_t)s->n.ready;
+    for (int64_t i = 0; i < n && s->ready.next != &s->ready; i++)
+        yf_co_resume(s->ready.next);
     return n;
 }
 
@@ -490,6 +513,7 @@ yf_co *yf_co_create(yf_sched *s, yf_co_fn fn, void *arg)
     co->token = 0;
     co->hooks = NULL;
     co->resumer = NULL;
+    co->err = 0;
     memset(co->locals, 0, sizeof co->locals);
     struct yfi_slot_header *h = (struct yfi_slot_header *)((char *)slot + s->pool.size) - 1;
     h->owner_id = co->id;

@@ -24,7 +24,9 @@ enum {
                                    change it only through yf_co_fpenv_set */
     YF_SCHED_GUARD_MPROTECT = 2,/* guard pages by mprotect even where the kernel
                                    has MADV_GUARD_INSTALL guard regions */
-    YF_SCHED_NOGUARD = 4        /* no guard page at all (the experiments' control) */
+    YF_SCHED_NOGUARD = 4,       /* no guard page at all (the experiments' control) */
+    YF_SCHED_KEEP_ERRNO = 8     /* each coroutine keeps its own errno across
+                                   switches (errno is per thread, not per stack) */
 };
 
 enum {
@@ -87,6 +89,11 @@ int yf_sched_free(yf_sched *s);
 /* Resumes ready coroutines in FIFO order until none is ready; returns the
  * number of resumes. EBUSY when called from inside a coroutine. */
 int64_t yf_sched_run(yf_sched *s);
+/* One pass: resumes each coroutine that was ready when called, once, in
+ * FIFO order; those made ready meanwhile wait for the next pass (an event
+ * loop polls between passes, so a coroutine that only yields cannot starve
+ * fd waiters). Returns the number of resumes; EBUSY inside a coroutine. */
+int64_t yf_sched_run_once(yf_sched *s);
 /* Fills *out. Never fails. */
 void yf_sched_counts(const yf_sched *s, yf_counts *out);
 /* Stack size and flags the scheduler was made with. */
@@ -206,7 +213,8 @@ intptr_t yf_demo_block_once(void *arg);
 intptr_t yf_demo_fp_round(void *arg);
 
 /* ======================================================================
- * Benchmark kernels: one call runs n iterations and returns elapsed ns.
+ * Benchmark kernels: one call runs n iterations (n comes first) and returns
+ * elapsed ns, or -1 with errno.
  * ====================================================================== */
 
 enum {
@@ -221,7 +229,7 @@ enum {
 
 /* n round trips between two raw contexts with switch variant `variant`;
  * the coroutine side yields from `depth` nested calls (0: from its loop). */
-double yf_bench_ctx(int variant, int64_t n, int depth);
+double yf_bench_ctx(int64_t n, int variant, int depth);
 /* n resume+yield round trips through the scheduler (flags: YF_SCHED_*),
  * recording them in a trace ring of trace_cap records when trace_cap > 0. */
 double yf_bench_switch_yf(int64_t n, unsigned flags, size_t stack_size, size_t trace_cap);
@@ -243,6 +251,259 @@ double yf_bench_stack_malloc(int64_t n, size_t stack_size);
 /* An empty C call, to time the cffi call overhead from Python. */
 void yf_bench_nop(void);
 const char *yf_bench_error(void);
+
+/* ======================================================================
+ * Timer wheel (wheel.c): hierarchical, intrusive (timers are caller-owned;
+ * the wheel never allocates per timer). Time is in ticks; the event loop's
+ * tick is 1 ms.
+ * ====================================================================== */
+
+typedef struct yf_wheel yf_wheel;
+
+typedef struct yf_timer {
+    struct yf_timer *next, *prev;   /* wheel-owned while pending */
+    yf_wheel *owner;                /* the wheel it is pending in, or NULL */
+    uint64_t deadline;              /* absolute tick */
+    void (*fn)(struct yf_timer *t, void *arg);  /* NULL: collected, see advance_collect */
+    void *arg;
+    uint64_t payload;               /* caller's value (batch API: returned on expiry) */
+    uint32_t where;                 /* wheel-owned position; 0 when not pending */
+    uint32_t spare;
+} yf_timer;
+
+/* A wheel of nlevels levels; level i has 2^bits[i] slots, each as wide as
+ * one whole turn of the level below (level 0 slots are one tick). Deadlines
+ * beyond the top level wait in an overflow list. EINVAL unless 1 <= nlevels
+ * <= 8, 1 <= bits[i] <= 10 and the sum of bits <= 40; ENOMEM. A timer must
+ * start zeroed (owner NULL); it belongs to the wheel only while pending. */
+yf_wheel *yf_wheel_new(const unsigned *bits, unsigned nlevels, uint64_t now);
+/* Frees the wheel; pending timers are unlinked (owner NULL), never touched again. */
+void yf_wheel_free(yf_wheel *wh);
+/* Arms t for `deadline` (a deadline <= now is due: it fires at the next
+ * advance, before every later deadline, ties in arming order). EBUSY when t
+ * is already pending (in any wheel), EINVAL for NULL. O(1). */
+int yf_wheel_add(yf_wheel *wh, yf_timer *t, uint64_t deadline);
+/* Disarms a pending t. ENOENT when t is not pending, EINVAL when it is
+ * pending in another wheel. O(1). */
+int yf_wheel_cancel(yf_wheel *wh, yf_timer *t);
+/* Moves the wheel's time to now and fires every timer with deadline <= now
+ * in deadline order (ties in arming order): fn(t, arg) is called with t
+ * already disarmed and the wheel's time at t's deadline, and may add or
+ * cancel any timer, t included (one it arms for a deadline <= that time is
+ * due at the next advance). A timer with fn NULL just expires. Returns the
+ * number fired; -1 with EINVAL when now is before the wheel's time, EBUSY
+ * from inside a callback. yf_wheel_free must not be called from a callback. */
+int64_t yf_wheel_advance(yf_wheel *wh, uint64_t now);
+/* A lower bound of the earliest pending deadline, exact when that timer is
+ * on level 0 (UINT64_MAX when none is pending). O(levels) via occupancy bitmaps. */
+uint64_t yf_wheel_next(const yf_wheel *wh);
+uint64_t yf_wheel_now(const yf_wheel *wh);
+size_t yf_wheel_count(const yf_wheel *wh);
+/* Verifies every invariant (links, positions, bitmaps, counts, levels);
+ * 0, or -1 with a description of the first violation in msg. */
+int yf_wheel_check(const yf_wheel *wh, char *msg, size_t len);
+/* Level occupancy for pictures: out[level * 2^maxbits + slot] = timers in
+ * that slot, for level < nlevels; returns nlevels. */
+unsigned yf_wheel_occupancy(const yf_wheel *wh, uint32_t *out, size_t maxbits);
+
+/* Batch forms over a caller-owned array of timers (the Python wrapper's):
+ * each returns how many succeeded; entries that fail (already pending for
+ * add, not pending in this wheel for cancel) are counted in *failed (may be
+ * NULL) and skipped. idx entries must index `timers`: they are not checked.
+ * EINVAL for NULL arrays. */
+int64_t yf_wheel_add_many(yf_wheel *wh, yf_timer *timers, const uint32_t *idx,
+                          const uint64_t *deadlines, const uint64_t *payloads, size_t n, size_t *failed);
+int64_t yf_wheel_cancel_many(yf_wheel *wh, yf_timer *timers, const uint32_t *idx, size_t n, size_t *failed);
+/* advance, with timers whose fn is NULL collected: their payloads and
+ * deadlines are written to the arrays, in deadline order, at most max. When
+ * max is reached the call stops early: the rest of that tick stays due and
+ * the wheel's time stays at that tick (yf_wheel_now < now), so the next call
+ * with the same now goes on where this one stopped. Returns the number
+ * written; -1 with EINVAL when now is before the wheel's time, EBUSY. */
+int64_t yf_wheel_advance_collect(yf_wheel *wh, uint64_t now, uint64_t *payloads, uint64_t *deadlines, size_t max);
+
+/* The churn benchmark (see wheel.c): `pending` timers; each step adds one
+ * with a deadline uniform in [now+1, now+10000] and cancels one chosen
+ * uniformly; every 64 steps time advances one tick and expired timers are
+ * re-armed. kind 0: this wheel with levels `bits`; kind 1: a binary heap
+ * with indexed cancel over yf_timer nodes (bits unused). Returns elapsed ns
+ * (setup excluded) and the number of events (adds + cancels) in *events;
+ * -1 with EINVAL, ENOMEM. */
+double yf_bench_wheel_churn(int kind, const unsigned *bits, unsigned nlevels, size_t pending,
+                            int64_t steps, uint64_t seed, uint64_t *events);
+/* Lateness of the event loop's timers under load: a scheduler and loop run
+ * ncos coroutines; each sleeps `sleeps` times for a uniform 1..max_ms ms
+ * (yf_sleep_ms), then spins busy_us us of CPU (load that delays the others'
+ * wake-ups). Writes (wake time - asked time) in ns, negative when early, to
+ * out (at most max) and returns how many; -1 with EINVAL, ENOMEM, or the
+ * loop's errno. */
+int64_t yf_bench_loop_lateness(unsigned ncos, unsigned sleeps, unsigned max_ms, unsigned busy_us,
+                               uint64_t seed, int64_t *out, size_t max);
+
+/* ======================================================================
+ * Socket buffer (sbuf.c): a ring of fixed-size chunks with head, cursor
+ * and tail positions; positions are byte offsets from the head (0).
+ * ====================================================================== */
+
+typedef struct yf_sbuf yf_sbuf;
+
+typedef struct yf_iovec {           /* layout of struct iovec */
+    void *base;
+    size_t len;
+} yf_iovec;
+
+typedef struct yf_sbuf_stats {
+    uint64_t size;                  /* bytes held (tail - head) */
+    uint64_t capacity;              /* bytes in allocated chunks */
+    uint64_t chunks;
+    uint64_t high_water;            /* largest capacity ever */
+    uint64_t bytes_in;              /* ever written or committed */
+    uint64_t bytes_out;             /* ever consumed */
+    uint64_t copied;                /* bytes memcpy'd by the buffer itself */
+    uint64_t chunk_allocs, chunk_frees;
+} yf_sbuf_stats;
+
+enum { YF_SEEK_SET = 0, YF_SEEK_CUR = 1, YF_SEEK_END = 2 };
+
+/* chunk_size: a power of two in [64, 1 MiB]; max_size: the most bytes it may
+ * hold (0: no limit). EINVAL, ENOMEM. */
+yf_sbuf *yf_sbuf_new(size_t chunk_size, size_t max_size);
+void yf_sbuf_free(yf_sbuf *sb);
+/* Appends n bytes at the tail, all or nothing: ENOBUFS past max_size (nothing
+ * stored is lost), ENOMEM. Returns n or -1. */
+int64_t yf_sbuf_write(yf_sbuf *sb, const void *p, size_t n);
+/* Copies up to n bytes from the cursor and advances it; returns the count. */
+int64_t yf_sbuf_read(yf_sbuf *sb, void *p, size_t n);
+/* Points *p at n bytes at the cursor without moving it: zero-copy (returns 0)
+ * when they lie in one chunk; otherwise copies them into scratch (at least n
+ * bytes) and returns n copied. ERANGE when fewer than n bytes follow the cursor,
+ * EINVAL when a copy is needed and scratch is NULL. */
+int64_t yf_sbuf_peek(yf_sbuf *sb, size_t n, const void **p, void *scratch);
+/* Fills up to max iovecs with the bytes from the cursor to the tail (at most
+ * n bytes); returns the iovec count. For writev. */
+int yf_sbuf_peekv(const yf_sbuf *sb, yf_iovec *iov, int max, size_t n);
+/* Moves the cursor: whence YF_SEEK_*; EINVAL before the head or past the tail. */
+int64_t yf_sbuf_seek(yf_sbuf *sb, int64_t off, int whence);
+int64_t yf_sbuf_tell(const yf_sbuf *sb);
+size_t yf_sbuf_size(const yf_sbuf *sb);
+/* Drops everything after position `size` (the cursor moves back if beyond);
+ * EINVAL when size > yf_sbuf_size. */
+int yf_sbuf_truncate(yf_sbuf *sb, size_t size);
+/* Drops the bytes before the cursor: the head moves to the cursor, freed
+ * chunks go back (policy in sbuf.c). Returns bytes dropped. */
+size_t yf_sbuf_consume(yf_sbuf *sb);
+/* Makes room for n bytes at the tail without copying: fills up to max
+ * iovecs covering exactly n bytes (allocating chunks as needed), returns the
+ * iovec count. ENOBUFS past max_size, ENOMEM, EINVAL when max is too small. */
+int yf_sbuf_reserve(yf_sbuf *sb, size_t n, yf_iovec *iov, int max);
+/* Declares the first n reserved bytes written; EINVAL beyond the reservation. */
+int yf_sbuf_commit(yf_sbuf *sb, size_t n);
+/* readv from fd into up to `max` reserved bytes / writev from the cursor to
+ * fd, then consume what was sent. Return bytes moved, 0 at EOF (recv), or -1
+ * with errno from readv/writev. */
+int64_t yf_sbuf_recv(yf_sbuf *sb, int fd, size_t max);
+int64_t yf_sbuf_send(yf_sbuf *sb, int fd);
+void yf_sbuf_stats_get(const yf_sbuf *sb, yf_sbuf_stats *out);
+/* Invariants (positions, chunk ring, counters); 0 or -1 with msg. */
+int yf_sbuf_check(const yf_sbuf *sb, char *msg, size_t len);
+/* For pictures: info = {ring capacity, ring slot of chunk 0, head offset in
+ * chunk 0, chunk size, bytes reserved, chunks}; the addresses of up to max
+ * chunks in ring order from chunk 0 go to addr. Returns how many. */
+size_t yf_sbuf_layout(const yf_sbuf *sb, uint64_t info[6], uint64_t *addr, size_t max);
+/* Batch consumer of length-prefixed messages (4-byte little-endian length,
+ * then the payload): parses up to n whole messages from the cursor, hands
+ * each payload out with peek (zero-copy unless it straddles chunks), adds
+ * len + first byte + last byte to *sum and len to *bytes, then consumes.
+ * Stops early when no whole message is buffered. Returns messages parsed;
+ * EMSGSIZE for a length over max_len (the cursor stays on it), EINVAL, ENOMEM. */
+int64_t yf_sbuf_take_msgs(yf_sbuf *sb, int64_t n, size_t max_len, uint64_t *sum, uint64_t *bytes);
+/* The message-stream kernel of notebook 06: alternates yf_sbuf_take_msgs and
+ * yf_sbuf_recv(fd, recv_max) (fd blocking) until n messages are parsed.
+ * Returns elapsed ns; -1 with errno of recv, ECONNRESET at EOF before n
+ * messages, EMSGSIZE, EINVAL. */
+double yf_bench_sbuf_stream(int64_t n, yf_sbuf *sb, int fd, size_t recv_max, size_t max_len,
+                            uint64_t *sum, uint64_t *bytes);
+
+/* ======================================================================
+ * Event loop (loop.c, io.c): epoll; coroutines wait for fds and time.
+ * ====================================================================== */
+
+typedef struct yf_loop yf_loop;
+
+typedef struct yf_loop_counts {
+    uint64_t iterations;            /* epoll waits (epoll_pwait2, or epoll_wait) */
+    uint64_t events;                /* fd readiness events delivered */
+    uint64_t timers_fired;
+    uint64_t wakeups;               /* coroutines made ready by the loop */
+    uint64_t waiting_fds;           /* coroutines waiting on an fd now */
+    uint64_t sleeping;              /* coroutines waiting on time only now */
+    uint64_t resumes;               /* coroutine resumes made by yf_loop_run, ever */
+} yf_loop_counts;
+
+enum { YF_READ = 1, YF_WRITE = 4 }; /* EPOLLIN, EPOLLOUT */
+
+/* An event loop driving scheduler s, with its own timer wheel of 1 ms ticks.
+ * EINVAL, EEXIST when s already has a loop, ENOMEM, or epoll_create1's or
+ * yf_wheel_new's errno. */
+yf_loop *yf_loop_new(yf_sched *s);
+/* EBUSY while running or while coroutines wait on it (woken ones included
+ * until they have run). */
+int yf_loop_free(yf_loop *lp);
+/* Runs ready coroutines, then waits for fds and timers, until no coroutine
+ * is live (or only done ones remain) or yf_loop_stop. Returns the number of
+ * resumes; -1 with EBUSY from inside a coroutine or while running, EDEADLK
+ * when unfinished coroutines remain but none waits on this loop (nothing
+ * could wake them), EINTR when a signal interrupted the wait (the loop is
+ * intact: run again). A timer never fires before its deadline; with nothing
+ * ready the loop sleeps in epoll_wait until the next timer. */
+int64_t yf_loop_run(yf_loop *lp);
+/* Makes the running loop return after the current iteration; called while
+ * it is not running, the next run does one iteration (ready coroutines, a
+ * poll that does not block, the coroutines it made ready) and returns. */
+void yf_loop_stop(yf_loop *lp);
+/* The loop's cached CLOCK_MONOTONIC time in ns, refreshed once per iteration. */
+uint64_t yf_loop_now(const yf_loop *lp);
+void yf_loop_counts_get(const yf_loop *lp, yf_loop_counts *out);
+/* The loop running the current coroutine, or NULL. */
+yf_loop *yf_loop_current(void);
+
+/* From inside a coroutine run by a loop: wait until fd is ready for
+ * `events` (YF_READ|YF_WRITE) or timeout_ms passes (< 0: forever). Returns
+ * the ready events (an error or hang-up counts as ready; regular files are
+ * always ready), 0 on timeout, or the value of a yf_co_wake from outside
+ * the loop; -1 with EPERM outside a loop's coroutine, EBADF, EINVAL for bad
+ * events or timeout_ms > 10^12, EEXIST when another coroutine waits on the
+ * same fd and direction. Close an fd only when no coroutine waits on it. */
+int yf_wait_fd(int fd, unsigned events, int64_t timeout_ms);
+/* Sleeps at least ms milliseconds (0 yields once to the loop, which polls
+ * fds before resuming it). EPERM outside a loop's coroutine, EINVAL for
+ * ms < 0 or > 10^12. */
+int yf_sleep_ms(int64_t ms);
+/* Exactly n bytes or an error: EOF before n gives -1 with ECONNRESET,
+ * timeout (for the whole call; < 0: none) ETIMEDOUT, and the bytes moved
+ * before an error are lost to the caller. Sockets are driven with
+ * MSG_DONTWAIT (and MSG_NOSIGNAL: EPIPE, no SIGPIPE); other fds must be
+ * non-blocking. EINTR is retried. Returns n (the iovecs' total). */
+int64_t yf_recvn(int fd, void *buf, size_t n, int64_t timeout_ms);
+int64_t yf_sendn(int fd, const void *buf, size_t n, int64_t timeout_ms);
+int64_t yf_writevn(int fd, const yf_iovec *iov, int cnt, int64_t timeout_ms);
+
+/* Loop demo bodies (loopdemo.c) for Python; each returns a non-negative
+ * result or -errno. */
+/* arg = ms: yf_sleep_ms(ms); returns the ns it measured asleep. */
+intptr_t yf_demo_sleep(void *arg);
+/* arg = socket fd: echoes until EOF, then shuts its writing side down;
+ * returns the bytes echoed. */
+intptr_t yf_demo_echo(void *arg);
+/* arg = fd | n << 24 | size << 48 (size 1..16384): sends n messages of size
+ * bytes, checks each echo (EBADMSG on a mismatch), shuts down its writing
+ * side and checks that EOF follows; returns n. */
+intptr_t yf_demo_client(void *arg);
+/* arg = fd | events << 24 | (timeout_ms + 1) << 28: yf_wait_fd; returns
+ * (ns waited << 4) | the events returned. */
+intptr_t yf_demo_wait(void *arg);
+/* arg = ms: sleeps ms, then stops its loop; returns 0. */
+intptr_t yf_demo_loop_stop(void *arg);
 
 /* ======================================================================
  * Build and machine facts

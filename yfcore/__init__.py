@@ -1,5 +1,22 @@
-"""yfcore: a C coroutine runtime and the notebooks that test its diary's claims."""
+"""yfcore: a C coroutine runtime and the notebooks that test its diary's claims.
+
+The classes are imported on first use, so `import yfcore` (and the command
+line's `info`/`claims`) works before the C module is built.
+"""
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+_EXPORTS = {
+    "Scheduler": "runtime", "Coroutine": "runtime",
+    "Loop": "loop", "TimerWheel": "wheel", "SockBuf": "sbuf",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module 'yfcore' has no attribute {name!r}")

@@ -50,8 +50,11 @@ def _bench_table(result: dict) -> str:
             ratio = f"1.00x {base_name}" if base and name == base_name else ""
             if base and name != base_name:
                 # Pair by pair over the same rounds when the samples are there.
+                # "samples" belong to a system's only metric; with several, use medians.
                 a, b = metrics.get("samples"), systems[base_name].get("samples")
-                r = stats.ratio(a, b)["median"] if a and b and len(a) == len(b) else s["median"] / base
+                single = sum(map(_is_summary, metrics.values())) == 1 and \
+                    sum(map(_is_summary, systems[base_name].values())) == 1
+                r = stats.ratio(a, b)["median"] if single and a and b and len(a) == len(b) else s["median"] / base
                 ratio = f"{r:.2f}x {base_name}"
             rows.append([name, metric, fmt(s, ""), ratio])
     text = _rows(rows)
@@ -63,6 +66,7 @@ def _bench_table(result: dict) -> str:
 
 def _bench(args) -> int:
     from yfcore.lab.bench import quick
+    from yfcore.lab.stats import fmt as stats_fmt
 
     try:
         from yfcore.lab.benchmarks import BENCHMARKS
@@ -75,12 +79,17 @@ def _bench(args) -> int:
               file=sys.stderr)
         return 2
     result = BENCHMARKS[args.name](quick=args.quick or quick(), progress=sys.stderr.isatty())
+    # Pairwise ratios a benchmark adds are shown in the table; the JSON
+    # interface holds systems and provenance only.
+    ratios = result.pop("ratios", None)
     if args.json:
         # Summaries only: raw samples stay out of the stable JSON interface.
         print(json.dumps({k: {m: x for m, x in v.items() if m != "samples"} if k != "provenance" else v
                           for k, v in result.items()}))
     else:
         print(_bench_table(result))
+        if ratios:
+            print("\n" + "\n".join(f"{name}: {stats_fmt(r, 'x')}" for name, r in ratios.items()))
     return 0
 
 

@@ -582,6 +582,52 @@ static void test_counts(void)
     CHECK(yf_sched_free(s) == 0);
 }
 
+/* ---- errno across switches ---------------------------------------------------- */
+
+/* The "failer" sets errno as a failed call would, yields (as a hooked call
+ * that waits does), and returns the errno it finds on resumption; the
+ * "clobberer" runs in between and sets errno to 0. */
+static intptr_t errno_failer(void *arg)
+{
+    (void)arg;
+    errno = EAGAIN;
+    yf_co_yield();
+    return errno;
+}
+
+static intptr_t errno_clobberer(void *arg)
+{
+    (void)arg;
+    errno = 0;
+    return 0;
+}
+
+static intptr_t errno_seen(unsigned flags)
+{
+    yf_sched *s = new_sched(flags);
+    yf_co *a = yf_co_create(s, errno_failer, NULL);
+    yf_co *b = yf_co_create(s, errno_clobberer, NULL);
+    CHECK(a && b);
+    errno = ERANGE;
+    CHECK(yf_sched_run(s) == 3);
+    int root_errno = errno;
+    intptr_t st = -1;
+    CHECK(yf_co_reap(a, &st) == 0 && yf_co_reap(b, NULL) == 0);
+    /* The root's own errno survives too when the runtime keeps it. */
+    if (flags & YF_SCHED_KEEP_ERRNO)
+        CHECK(root_errno == ERANGE);
+    CHECK(yf_sched_free(s) == 0);
+    return st;
+}
+
+static void test_keep_errno(void)
+{
+    CHECK(errno_seen(YF_SCHED_KEEP_ERRNO) == EAGAIN);
+    CHECK(errno_seen(YF_SCHED_KEEP_ERRNO | YF_SCHED_FPFAST) == EAGAIN);
+    /* Without it errno is the thread's: the clobberer's 0 is what A reads. */
+    CHECK(errno_seen(0) == 0);
+}
+
 /* ---- bad arguments and FP rounding ------------------------------------------ */
 
 static void test_bad_args(void)
@@ -590,7 +636,7 @@ static void test_bad_args(void)
     CHECK(yf_sched_new(YF_STACK_MIN / 2, 0) == NULL && errno == EINVAL);
     CHECK(yf_sched_new((size_t)YF_STACK_MAX * 2, 0) == NULL && errno == EINVAL);
     CHECK(yf_sched_new(65536 + 4096, 0) == NULL && errno == EINVAL);
-    CHECK(yf_sched_new(65536, 8) == NULL && errno == EINVAL);
+    CHECK(yf_sched_new(65536, 0x100) == NULL && errno == EINVAL);
     CHECK(yf_sched_new(65536, YF_SCHED_NOGUARD | YF_SCHED_GUARD_MPROTECT) == NULL && errno == EINVAL);
     yf_sched *s = new_sched(YF_SCHED_FPFAST | YF_SCHED_NOGUARD);
     CHECK(yf_sched_flags(s) == (YF_SCHED_FPFAST | YF_SCHED_NOGUARD));
@@ -642,6 +688,7 @@ int main(void)
     test_pool_reuse();
     test_hwm();
     test_counts();
+    test_keep_errno();
     test_bad_args();
     test_fp_round(0);
     test_fp_round(YF_SCHED_FPFAST);

@@ -7,6 +7,7 @@ functions in BENCHMARKS.
 """
 import asyncio
 import concurrent.futures
+import os
 import time
 
 from .bench import interleaved, quick as _quick_env
@@ -44,22 +45,40 @@ def sizes(quick: bool | None = None) -> dict:
 def _checked(ns: float, what: str) -> float:
     if ns < 0:
         from .._yfcore import ffi
-        import os
         raise OSError(ffi.errno, f"{what}: {os.strerror(ffi.errno)}")
     return ns
+
+
+def _per_switch(kernel, n: int, *args):
+    """A competitor: one call of a switch kernel, in ns per one-way switch."""
+    return lambda: _checked(kernel(n, *args), kernel.__name__) / (2 * n)
+
+
+def _per_second(kernel, n: int, *args):
+    """A competitor: one call of a coroutine-life kernel, in lives per second."""
+    return lambda: n / (_checked(kernel(n, *args), kernel.__name__) / 1e9)
+
+
+def _summaries(samples: dict[str, list[float]]) -> dict[str, dict]:
+    return {name: summary(xs) | {"samples": xs} for name, xs in samples.items()}
+
+
+def _contest(comp: dict, boost, metric: str, quick, rounds, progress) -> dict:
+    """Runs comp plus Boost's competitor when its library loads; the result in
+    the `yfcore bench` shape, a skipped Boost saying why."""
+    if _boost():
+        comp["boost_fcontext"] = boost
+    samples = interleaved(comp, rounds=rounds, progress=progress)
+    out = {name: {metric: summary(xs), "samples": xs} for name, xs in samples.items()}
+    if "boost_fcontext" not in out:
+        out["boost_fcontext"] = {"skipped": "libboost_context not found (apt-get install libboost-context-dev)"}
+    out["provenance"] = provenance(quick=quick)
+    return out
 
 
 def _boost():
     from ..runtime import boost_context_path
     return boost_context_path()
-
-
-def _run(competitors: dict, metric: str, rounds: int | None, progress: bool, absent: dict) -> dict:
-    samples = interleaved(competitors, rounds=rounds, progress=progress)
-    out = {name: {metric: summary(xs), "samples": xs} for name, xs in samples.items()}
-    for name, why in absent.items():
-        out[name] = {"skipped": why}
-    return out
 
 
 def switch(quick: bool | None = None, progress: bool = False, rounds: int | None = None) -> dict:
@@ -69,19 +88,12 @@ def switch(quick: bool | None = None, progress: bool = False, rounds: int | None
     n = sizes(quick)
     fast, slow = n["switch"], n["switch_slow"]
     comp = {
-        "yf": lambda: _checked(lib.yf_bench_switch_yf(fast, 0, STACK, 0), "yf") / (2 * fast),
-        "yf_fpfast": lambda: _checked(lib.yf_bench_switch_yf(fast, lib.YF_SCHED_FPFAST, STACK, 0), "yf_fpfast")
-        / (2 * fast),
-        "ucontext": lambda: _checked(lib.yf_bench_switch_ucontext(slow, STACK), "ucontext") / (2 * slow),
+        "yf": _per_switch(lib.yf_bench_switch_yf, fast, 0, STACK, 0),
+        "yf_fpfast": _per_switch(lib.yf_bench_switch_yf, fast, lib.YF_SCHED_FPFAST, STACK, 0),
+        "ucontext": _per_switch(lib.yf_bench_switch_ucontext, slow, STACK),
     }
-    skipped = {}
-    if _boost():
-        comp["boost_fcontext"] = lambda: _checked(lib.yf_bench_switch_fcontext(fast, STACK), "fcontext") / (2 * fast)
-    else:
-        skipped["boost_fcontext"] = "libboost_context not found (apt-get install libboost-context-dev)"
-    out = _run(comp, "ns_per_switch", rounds, progress, skipped)
-    out["provenance"] = provenance(quick=quick)
-    return out
+    boost = _per_switch(lib.yf_bench_switch_fcontext, fast, STACK)
+    return _contest(comp, boost, "ns_per_switch", quick, rounds, progress)
 
 
 def create(quick: bool | None = None, progress: bool = False, rounds: int | None = None) -> dict:
@@ -92,36 +104,25 @@ def create(quick: bool | None = None, progress: bool = False, rounds: int | None
     n = sizes(quick)
     fast, slow = n["create"], n["create_slow"]
     comp = {
-        "yf": lambda: fast / (_checked(lib.yf_bench_create_yf(fast, 0, STACK), "yf") / 1e9),
-        "yf_fpfast": lambda: fast / (_checked(lib.yf_bench_create_yf(fast, lib.YF_SCHED_FPFAST, STACK),
-                                              "yf_fpfast") / 1e9),
-        "ucontext": lambda: slow / (_checked(lib.yf_bench_create_ucontext(slow, STACK), "ucontext") / 1e9),
+        "yf": _per_second(lib.yf_bench_create_yf, fast, 0, STACK),
+        "yf_fpfast": _per_second(lib.yf_bench_create_yf, fast, lib.YF_SCHED_FPFAST, STACK),
+        "ucontext": _per_second(lib.yf_bench_create_ucontext, slow, STACK),
     }
-    skipped = {}
-    if _boost():
-        comp["boost_fcontext"] = lambda: fast / (_checked(lib.yf_bench_create_fcontext(fast, STACK),
-                                                          "fcontext") / 1e9)
-    else:
-        skipped["boost_fcontext"] = "libboost_context not found (apt-get install libboost-context-dev)"
-    out = _run(comp, "per_second", rounds, progress, skipped)
-    out["provenance"] = provenance(quick=quick)
-    return out
+    boost = _per_second(lib.yf_bench_create_fcontext, fast, STACK)
+    return _contest(comp, boost, "per_second", quick, rounds, progress)
 
 
 def ablation(depths=(0, 8), quick: bool | None = None, rounds: int | None = None, progress: bool = False) -> dict:
     """ns per one-way raw switch for each variant of ctx_x86_64.S at each call depth
-    the coroutine side yields from, plus the scheduler's two modes; keys "variant @ depth"."""
+    the coroutine side yields from, plus the scheduler's modes; keys "variant @ depth"."""
     lib = _lib()
     n = sizes(quick)["switch"]
-    comp = {}
-    for name, v in VARIANTS.items():
-        for d in depths:
-            comp[f"{name} @ {d}"] = (lambda v=v, d=d: _checked(lib.yf_bench_ctx(v, n, d), "ctx") / (2 * n))
-    comp["scheduler, default @ 0"] = lambda: _checked(lib.yf_bench_switch_yf(n, 0, STACK, 0), "yf") / (2 * n)
-    comp["scheduler, trace on @ 0"] = lambda: _checked(lib.yf_bench_switch_yf(n, 0, STACK, 4096), "yf") / (2 * n)
-    comp["scheduler, FP-fast @ 0"] = (
-        lambda: _checked(lib.yf_bench_switch_yf(n, lib.YF_SCHED_FPFAST, STACK, 0), "yf") / (2 * n))
-    return {k: summary(v) | {"samples": v} for k, v in interleaved(comp, rounds=rounds, progress=progress).items()}
+    comp = {f"{name} @ {d}": _per_switch(lib.yf_bench_ctx, n, v, d)
+            for name, v in VARIANTS.items() for d in depths}
+    comp["scheduler, default @ 0"] = _per_switch(lib.yf_bench_switch_yf, n, 0, STACK, 0)
+    comp["scheduler, trace on @ 0"] = _per_switch(lib.yf_bench_switch_yf, n, 0, STACK, 4096)
+    comp["scheduler, FP-fast @ 0"] = _per_switch(lib.yf_bench_switch_yf, n, lib.YF_SCHED_FPFAST, STACK, 0)
+    return _summaries(interleaved(comp, rounds=rounds, progress=progress))
 
 
 def _gen_round(n: int) -> float:
@@ -187,7 +188,7 @@ def python_switches(quick: bool | None = None, rounds: int | None = None, progre
         "asyncio sleep(0)": lambda: _asyncio_round(n // 4),
         "one cffi call": lambda: _cffi_round(n),
     }
-    return {k: summary(v) | {"samples": v} for k, v in interleaved(comp, rounds=rounds, progress=progress).items()}
+    return _summaries(interleaved(comp, rounds=rounds, progress=progress))
 
 
 def stack_costs(quick: bool | None = None, rounds: int | None = None, progress: bool = False) -> dict:
@@ -205,7 +206,7 @@ def stack_costs(quick: bool | None = None, rounds: int | None = None, progress: 
     }
     if guard_regions_supported():
         comp["mmap + guard region"] = lambda: _checked(lib.yf_bench_stack_mmap(nm, STACK, 1), "mmap") / nm
-    return {k: summary(v) | {"samples": v} for k, v in interleaved(comp, rounds=rounds, progress=progress).items()}
+    return _summaries(interleaved(comp, rounds=rounds, progress=progress))
 
 
 def flat(result: dict) -> dict[str, dict]:
@@ -256,9 +257,23 @@ def cpu_share(lives_per_second: float, requests_per_second: float = 50_000) -> f
     return 100.0 * requests_per_second / lives_per_second
 
 
+def _lazy(module: str, func: str):
+    """A BENCHMARKS entry that imports its module only when run (they import
+    the C module, and some build C programs)."""
+    def run(quick=None, progress=False, rounds=None):
+        import importlib
+
+        return getattr(importlib.import_module(module, __package__), func)(quick, progress, rounds)
+    run.__name__ = func
+    return run
+
+
 BENCHMARKS = {
     "switch": switch,
     "create": create,
+    "wheel": _lazy(".wheels", "bench"),
+    "sbuf": _lazy(".sbufs", "stream"),
+    "hooks": _lazy(".hooks", "bench"),
 }
 
 

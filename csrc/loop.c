@@ -1,0 +1,481 @@
+/* loop.c - the epoll event loop: coroutines wait for fd readiness and time,
+ * and the loop resumes them. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "yfi.h"
+
+_Static_assert((int)YF_READ == (int)EPOLLIN && (int)YF_WRITE == (int)EPOLLOUT, "yf.h event bits are epoll's");
+
+#define NS_PER_TICK 1000000ull      /* the wheel's tick: 1 ms */
+#define MAX_EVENTS 256
+/* Timeouts past this (about 31 years) are refused rather than risk
+ * overflowing the tick arithmetic. */
+#define TIMEOUT_MAX_MS 1000000000000ll
+
+/* A coroutine's wait, on its own stack for the duration of the wait: the
+ * loop links it (timer in the wheel, pointers in the fd table) but never
+ * allocates or frees it. Only the waiting coroutine unlinks it (teardown),
+ * after it is resumed, whoever woke it: a second source firing in between
+ * (timer due and fd ready in the same iteration, or a wake from outside the
+ * loop) finds the coroutine no longer blocked on w->token and its yf_co_wake
+ * fails with ESTALE, so nothing is delivered twice. */
+struct wait {
+    yf_timer tm;
+    yf_co *co;
+    uint64_t token;
+    yf_loop *lp;
+    int fd;                     /* -1: a sleep */
+    unsigned events;            /* YF_READ|YF_WRITE asked for */
+};
+
+/* Registration policy: one epoll item per fd, armed EPOLLONESHOT with the
+ * union of the directions waited for. A wait then costs exactly one
+ * epoll_ctl (MOD; ADD the first time the loop sees the fd), and the kernel
+ * disables the item when it fires, so an fd nobody waits on any more never
+ * wakes the loop again and a closed fd leaves nothing behind. A persistent
+ * level-triggered registration would need two epoll_ctl per wait (enable,
+ * then disable, or the loop spins on a readable fd nobody reads); a
+ * persistent edge-triggered one needs none, but only for callers that wait
+ * strictly after EAGAIN, which a general yf_wait_fd cannot assume (a wait on
+ * an fd that is already readable would miss its edge and hang). */
+struct fdslot {
+    struct wait *rd, *wr;
+    int known;                  /* the loop has ADDed this fd (a hint: fd numbers are reused) */
+};
+
+struct yf_loop {
+    yf_sched *s;
+    yf_wheel *wh;
+    int ep;
+    int running;
+    int stop;
+    int no_pwait2;              /* the kernel lacks epoll_pwait2 (ENOSYS) */
+    uint64_t now;               /* cached CLOCK_MONOTONIC ns */
+    struct fdslot *fds;
+    size_t nfds;
+    uint64_t resumes;
+    yf_loop_counts n;
+    struct yf_loop *next_all;   /* the registry that enforces one loop per scheduler */
+    struct epoll_event evs[MAX_EVENTS];
+};
+
+/* initial-exec, as co.c's `cur`: no __tls_get_addr call per wait. */
+static __thread yf_loop *running_loop __attribute__((tls_model("initial-exec")));
+
+static pthread_mutex_t all_lock = PTHREAD_MUTEX_INITIALIZER;
+static yf_loop *all_loops;
+
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* ---- life of a loop -------------------------------------------------------- */
+
+yf_loop *yf_loop_new(yf_sched *s)
+{
+    if (!s) {
+        errno = EINVAL;
+        return NULL;
+    }
+    yf_loop *lp = calloc(1, sizeof *lp);
+    if (!lp) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    lp->s = s;
+    lp->now = mono_ns();
+    /* tokio's shape: 6 levels of 64 slots of 1 ms cover 2^36 ms (2.2 years);
+     * longer timeouts wait in the wheel's overflow list. */
+    static const unsigned bits[6] = {6, 6, 6, 6, 6, 6};
+    lp->wh = yf_wheel_new(bits, 6, lp->now / NS_PER_TICK);
+    if (!lp->wh) {
+        int e = errno;
+        free(lp);
+        errno = e;
+        return NULL;
+    }
+    lp->ep = epoll_create1(EPOLL_CLOEXEC);
+    if (lp->ep < 0) {
+        int e = errno;
+        yf_wheel_free(lp->wh);
+        free(lp);
+        errno = e;
+        return NULL;
+    }
+    pthread_mutex_lock(&all_lock);
+    for (yf_loop *o = all_loops; o; o = o->next_all) {
+        if (o->s == s) {
+            pthread_mutex_unlock(&all_lock);
+            close(lp->ep);
+            yf_wheel_free(lp->wh);
+            free(lp);
+            errno = EEXIST;
+            return NULL;
+        }
+    }
+    lp->next_all = all_loops;
+    all_loops = lp;
+    pthread_mutex_unlock(&all_lock);
+    return lp;
+}
+
+int yf_loop_free(yf_loop *lp)
+{
+    /* Waiting records live on coroutine stacks and are still linked into
+     * the wheel and the fd table: freeing now would leave them dangling. */
+    if (lp->running || lp->n.waiting_fds || lp->n.sleeping) {
+        errno = EBUSY;
+        return -1;
+    }
+    pthread_mutex_lock(&all_lock);
+    for (yf_loop **p = &all_loops; *p; p = &(*p)->next_all) {
+        if (*p == lp) {
+            *p = lp->next_all;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&all_lock);
+    int e = errno;
+    close(lp->ep);
+    errno = e;
+    yf_wheel_free(lp->wh);
+    free(lp->fds);
+    free(lp);
+    return 0;
+}
+
+void yf_loop_stop(yf_loop *lp)
+{
+    lp->stop = 1;
+}
+
+uint64_t yf_loop_now(const yf_loop *lp)
+{
+    return lp->now;
+}
+
+void yf_loop_counts_get(const yf_loop *lp, yf_loop_counts *out)
+{
+    *out = lp->n;
+    out->resumes = lp->resumes;
+}
+
+yf_loop *yf_loop_current(void)
+{
+    yf_loop *lp = running_loop;
+    return lp && yf_sched_current() == lp->s ? lp : NULL;
+}
+
+/* ---- waking ------------------------------------------------------------------ */
+
+static void wake(yf_loop *lp, struct wait *w, intptr_t value)
+{
+    if (yf_co_wake(w->co, w->token, value) == 0)
+        lp->n.wakeups++;
+}
+
+static void timer_fired(yf_timer *t, void *arg)
+{
+    (void)t;
+    struct wait *w = arg;
+    wake(w->lp, w, 0);
+}
+
+/* Arms fd's one-shot item for the directions still waited for. */
+static int arm(yf_loop *lp, int fd)
+{
+    struct fdslot *sl = &lp->fds[fd];
+    struct epoll_event ev = {.events = EPOLLONESHOT, .data.u64 = (uint64_t)fd};
+    if (sl->rd)
+        ev.events |= EPOLLIN | EPOLLRDHUP;
+    if (sl->wr)
+        ev.events |= EPOLLOUT;
+    int op = sl->known ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
+    int rc = epoll_ctl(lp->ep, op, fd, &ev);
+    /* The hint is stale after a close (the kernel dropped the item: ENOENT)
+     * or after a close and reuse of the number by a file added elsewhere. */
+    if (rc < 0 && errno == ENOENT && op == EPOLL_CTL_MOD)
+        rc = epoll_ctl(lp->ep, EPOLL_CTL_ADD, fd, &ev);
+    else if (rc < 0 && errno == EEXIST && op == EPOLL_CTL_ADD)
+        rc = epoll_ctl(lp->ep, EPOLL_CTL_MOD, fd, &ev);
+    sl->known = rc == 0;
+    return rc;
+}
+
+static void dispatch(yf_loop *lp, int fd, uint32_t got)
+{
+    if ((size_t)fd >= lp->nfds)
+        return;
+    struct fdslot *sl = &lp->fds[fd];
+    /* An error or hang-up satisfies every direction: the caller's next
+     * read or write reports it. */
+    unsigned rd = (got & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) ? YF_READ : 0;
+    unsigned wr = (got & (EPOLLOUT | EPOLLHUP | EPOLLERR)) ? YF_WRITE : 0;
+    struct wait *r = rd ? sl->rd : NULL;
+    struct wait *w = wr ? sl->wr : NULL;
+    /* An item still armed for a waiter that timed out fires for nobody;
+     * one-shot, it is disabled now and costs nothing more. */
+    if (r || w)
+        lp->n.events++;
+    if (r) {
+        sl->rd = NULL;
+        if (r == w) {
+            sl->wr = NULL;
+            w = NULL;
+            wake(lp, r, (intptr_t)(r->events & (rd | wr)));
+        } else {
+            wake(lp, r, YF_READ);
+        }
+    }
+    if (w) {
+        sl->wr = NULL;
+        wake(lp, w, YF_WRITE);
+    }
+    /* The one-shot item is disabled now; a waiter for the other direction
+     * still needs it. If that re-arm fails the fd is gone, and the waiter's
+     * timeout (if any) is all that can end its wait. */
+    if (sl->rd || sl->wr)
+        (void)arm(lp, fd);
+}
+
+/* ---- running ----------------------------------------------------------------- */
+
+/* How long to sleep, in ns, until the earliest timer is due (-1: no timer).
+ * A deadline tick T is due once the clock reads T ms; wheel_next may be a
+ * lower bound (a timer on a higher level), which only wakes the loop early
+ * to cascade, never fires anything early. */
+static int64_t poll_timeout(yf_loop *lp)
+{
+    uint64_t next = yf_wheel_next(lp->wh);
+    if (next == UINT64_MAX)
+        return -1;
+    uint64_t due = next * NS_PER_TICK, now = mono_ns();
+    if (due <= now)
+        return 0;
+    return due - now > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)(due - now);
+}
+
+/* epoll_pwait2 (Linux 5.11) takes the timeout in ns: the wait ends at the
+ * deadline plus the timer slack (50 us). epoll_wait's whole milliseconds,
+ * rounded up so it never returns before the deadline, add up to 1 ms more
+ * per wait; they are the fallback where the kernel lacks epoll_pwait2. */
+static int wait_events(yf_loop *lp, int64_t timeout_ns)
+{
+    if (!lp->no_pwait2) {
+        struct timespec ts = {timeout_ns / 1000000000, timeout_ns % 1000000000};
+        int n = epoll_pwait2(lp->ep, lp->evs, MAX_EVENTS, timeout_ns < 0 ? NULL : &ts, NULL);
+        if (n >= 0 || errno != ENOSYS)
+            return n;
+        lp->no_pwait2 = 1;
+    }
+    int ms = -1;
+    if (timeout_ns >= 0) {
+        uint64_t up = ((uint64_t)timeout_ns + NS_PER_TICK - 1) / NS_PER_TICK;
+        ms = up > INT_MAX ? INT_MAX : (int)up;
+    }
+    return epoll_wait(lp->ep, lp->evs, MAX_EVENTS, ms);
+}
+
+/* One wait for events and due timers. 0, or -1 with the wait's errno. */
+static int poll_once(yf_loop *lp, int64_t timeout_ns)
+{
+    int n = wait_events(lp, timeout_ns);
+    if (n < 0)
+        return -1;
+    lp->n.iterations++;
+    lp->now = mono_ns();
+    for (int i = 0; i < n; i++)
+        dispatch(lp, (int)lp->evs[i].data.u64, lp->evs[i].events);
+    int64_t fired = yf_wheel_advance(lp->wh, lp->now / NS_PER_TICK);
+    YF_ASSERT(fired >= 0);
+    lp->n.timers_fired += (uint64_t)fired;
+    return 0;
+}
+
+static void run_ready(yf_loop *lp)
+{
+    int64_t r = yf_sched_run_once(lp->s);
+    YF_ASSERT(r >= 0);
+    lp->resumes += (uint64_t)r;
+}
+
+int64_t yf_loop_run(yf_loop *lp)
+{
+    if (yf_co_current() != NULL || lp->running) {
+        errno = EBUSY;
+        return -1;
+    }
+    lp->running = 1;
+    running_loop = lp;
+    uint64_t start = lp->resumes;
+    int rc = 0;
+    for (;;) {
+        run_ready(lp);
+        yf_counts c;
+        yf_sched_counts(lp->s, &c);
+        if (c.live == c.done)
+            break;
+        if (c.ready == 0 && lp->n.waiting_fds + lp->n.sleeping == 0) {
+            /* Every unfinished coroutine is blocked on something other than
+             * this loop: nothing here can ever wake it. */
+            errno = EDEADLK;
+            rc = -1;
+            break;
+        }
+        /* Coroutines still ready (they yielded): poll without sleeping, so
+         * fd waiters get their turn between passes. */
+        if (poll_once(lp, (lp->stop || c.ready) ? 0 : poll_timeout(lp)) < 0) {
+            /* EINTR included: the caller (Python's signal handlers) gets to
+             * run; the loop is intact and run may be called again. */
+            rc = -1;
+            break;
+        }
+        if (lp->stop) {
+            run_ready(lp);
+            break;
+        }
+    }
+    int e = errno;
+    lp->stop = 0;
+    lp->running = 0;
+    running_loop = NULL;
+    errno = e;
+    return rc < 0 ? -1 : (int64_t)(lp->resumes - start);
+}
+
+/* ---- waiting ----------------------------------------------------------------- */
+
+/* The current coroutine's loop, or NULL with EPERM. */
+static yf_loop *current_or_eperm(void)
+{
+    yf_loop *lp = yf_loop_current();
+    if (!lp)
+        errno = EPERM;
+    return lp;
+}
+
+/* Arms w's timer: due no earlier than timeout_ms after now, read fresh (the
+ * cached clock may be a whole run of coroutines old, and a deadline from it
+ * would fire early by that much), rounded up to the next tick. 0 yields:
+ * due at once, it fires after the loop's next (non-blocking) poll. */
+static void arm_timer(yf_loop *lp, struct wait *w, int64_t timeout_ms)
+{
+    uint64_t deadline = yf_wheel_now(lp->wh);
+    if (timeout_ms > 0)
+        deadline = (mono_ns() + (uint64_t)timeout_ms * NS_PER_TICK + NS_PER_TICK - 1) / NS_PER_TICK;
+    w->tm.fn = timer_fired;
+    w->tm.arg = w;
+    int rc = yf_wheel_add(lp->wh, &w->tm, deadline);
+    YF_ASSERT(rc == 0);
+}
+
+/* Blocks until woken, then unlinks whatever of w is still linked. */
+static intptr_t block_on(yf_loop *lp, struct wait *w)
+{
+    intptr_t v = yf_co_block();
+    if (w->tm.owner)
+        yf_wheel_cancel(lp->wh, &w->tm);
+    if (w->fd >= 0) {
+        struct fdslot *sl = &lp->fds[w->fd];
+        if (sl->rd == w)
+            sl->rd = NULL;
+        if (sl->wr == w)
+            sl->wr = NULL;
+        lp->n.waiting_fds--;
+    } else {
+        lp->n.sleeping--;
+    }
+    return v;
+}
+
+static int grow_fds(yf_loop *lp, int fd)
+{
+    size_t n = lp->nfds ? lp->nfds : 64;
+    while (n <= (size_t)fd)
+        n *= 2;
+    struct fdslot *f = realloc(lp->fds, n * sizeof *f);
+    if (!f) {
+        errno = ENOMEM;
+        return -1;
+    }
+    memset(f + lp->nfds, 0, (n - lp->nfds) * sizeof *f);
+    lp->fds = f;
+    lp->nfds = n;
+    return 0;
+}
+
+int yf_wait_fd(int fd, unsigned events, int64_t timeout_ms)
+{
+    yf_loop *lp = current_or_eperm();
+    if (!lp)
+        return -1;
+    if (fd < 0) {
+        errno = EBADF;
+        return -1;
+    }
+    if (events == 0 || (events & ~(unsigned)(YF_READ | YF_WRITE)) || timeout_ms > TIMEOUT_MAX_MS) {
+        errno = EINVAL;
+        return -1;
+    }
+    /* The table grows to the largest fd waited on; a number that is not an
+     * open fd must not make it grow (a stray 2^30 would ask for gigabytes). */
+    if ((size_t)fd >= lp->nfds && (fcntl(fd, F_GETFD) < 0 || grow_fds(lp, fd) < 0))
+        return -1;
+    struct fdslot *sl = &lp->fds[fd];
+    if (((events & YF_READ) && sl->rd) || ((events & YF_WRITE) && sl->wr)) {
+        errno = EEXIST;
+        return -1;
+    }
+    struct wait w = {.co = yf_co_current(), .lp = lp, .fd = fd, .events = events};
+    if (events & YF_READ)
+        sl->rd = &w;
+    if (events & YF_WRITE)
+        sl->wr = &w;
+    if (arm(lp, fd) < 0) {
+        int e = errno;
+        if (sl->rd == &w)
+            sl->rd = NULL;
+        if (sl->wr == &w)
+            sl->wr = NULL;
+        /* epoll refuses regular files and directories (EPERM): they are
+         * always ready, as poll(2) reports them. */
+        if (e == EPERM)
+            return (int)events;
+        errno = e;
+        return -1;
+    }
+    if (timeout_ms >= 0)
+        arm_timer(lp, &w, timeout_ms);
+    w.token = yf_co_next_token();
+    lp->n.waiting_fds++;
+    return (int)block_on(lp, &w);
+}
+
+int yf_sleep_ms(int64_t ms)
+{
+    yf_loop *lp = current_or_eperm();
+    if (!lp)
+        return -1;
+    if (ms < 0 || ms > TIMEOUT_MAX_MS) {
+        errno = EINVAL;
+        return -1;
+    }
+    struct wait w = {.co = yf_co_current(), .lp = lp, .fd = -1};
+    arm_timer(lp, &w, ms);
+    w.token = yf_co_next_token();
+    lp->n.sleeping++;
+    block_on(lp, &w);
+    return 0;
+}

@@ -1,0 +1,747 @@
+/* wheel.c - hierarchical timer wheel: caller-owned timers, O(1) add and
+ * cancel, next deadline through occupancy bitmaps, expiry exact and in
+ * deadline order.
+ *
+ * Why it is shaped like this.
+ *
+ * Varghese & Lauck (1987, "Hashed and hierarchical timing wheels") scheme 6
+ * is the base: level i has 2^bits[i] slots, each as wide as one whole turn of
+ * level i-1, so a few hundred slots cover 2^32 ticks and more. A timer is
+ * filed on the level where its deadline first differs from the wheel's time,
+ * found from the highest set bit of (deadline ^ now), as William Ahern's
+ * timeout.c and tokio do. That choice gives the invariant everything below
+ * leans on: on every level the occupied slots lie strictly after the slot
+ * holding `now` (no slot ever holds timers of two turns), so the lowest set
+ * bit of a level's occupancy bitmap is its earliest slot, and the lowest
+ * occupied level holds the earliest timer. "Next deadline" is then one or
+ * two count-trailing-zeros per level (timeout.c keeps one 64-bit map per
+ * level; we keep up to 16 words per level and a summary word over them).
+ *
+ * The Linux wheel since 4.8 (64 slots per level, each level 8x coarser) does
+ * not cascade: a timer on a coarse level fires at its slot's end, up to 1/8
+ * of its delay late, and timers of one slot come out in no deadline order.
+ * That suits networking timeouts that are mostly cancelled, but not the
+ * contract here (never early, never late by the wheel's fault, deadline
+ * order), so this wheel cascades like tokio's (6 x 64 slots, 1 ms): when
+ * time enters a slot of level i > 0, its timers are refiled on lower levels.
+ * A timer cascades at most once per level, so its whole life is O(levels).
+ *
+ * timeout.c's update gathers every passed slot into a todo list and
+ * reschedules from there; we instead walk time from event to event (the
+ * bitmaps give the next one in O(levels)), firing one level-0 slot per
+ * event. That costs nothing extra when nothing is due, keeps expiries in
+ * deadline order with ties in arming order (lists are FIFO and a cascade
+ * keeps list order), and lets callbacks see the wheel's time at their own
+ * deadline and add or cancel any timer, themselves included: a slot is
+ * drained by popping its head, so a timer cancelled by an earlier callback
+ * has simply left the list (the diary's runtime of 2012 iterated a list
+ * that callbacks modified).
+ *
+ * Deadlines beyond the top level's turn wait in one unsorted overflow list
+ * (the diary's "list beyond"), scanned once per top-level turn: 2^total
+ * ticks, 49 days at 1 ms with 32 bits. Deadlines at or before the wheel's
+ * time go to a due list fired by the next advance. The slot shape is the
+ * caller's choice (1-8 levels of 2-1024 slots); the Python default and the
+ * ablation in notebook 05 say which shapes pay.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "yfi.h"
+
+#define MAXLEVELS 8
+#define MAXBITS 10
+#define MAXTOTAL 40
+#define WORDS ((1u << MAXBITS) / 64)
+
+/* yf_timer.where: kind << 16 | slot, where kind 1..MAXLEVELS is level+1. */
+#define KIND_OVERFLOW (MAXLEVELS + 1)
+#define KIND_DUE (MAXLEVELS + 2)
+#define WHERE(kind, slot) (((uint32_t)(kind) << 16) | (uint32_t)(slot))
+
+struct list {
+    yf_timer *head, *tail;
+};
+
+struct level {
+    unsigned shift, bits;       /* slots are 2^shift ticks wide; 2^bits of them */
+    uint64_t mask;              /* 2^bits - 1 */
+    uint64_t summary;           /* bit w: map[w] != 0 */
+    uint64_t map[WORDS];        /* bit s: slot s is not empty */
+    size_t count;
+    struct list *slots;
+};
+
+struct yf_wheel {
+    uint64_t now;
+    size_t count;               /* pending timers, every list included */
+    unsigned nlevels, total;    /* total: sum of bits, the wheel's range in bits */
+    int firing;                 /* inside advance: callbacks may run */
+    uint64_t due_min;           /* a lower bound of the due list's deadlines */
+    uint64_t ovf_min;           /* a lower bound of the overflow list's deadlines */
+    size_t ndue, noverflow;
+    struct list due, overflow;
+    /* The due list's end as it was when an advance began: timers armed by
+     * callbacks land after it and wait for the next advance. */
+    yf_timer marker;
+    /* advance_collect's output while it runs. */
+    uint64_t *out_payloads, *out_deadlines;
+    size_t out_max, out_n;
+    int collecting;
+    unsigned char level_of_bit[64];
+    struct level lv[MAXLEVELS];
+};
+
+/* ---- lists and bitmaps ------------------------------------------------------ */
+
+static void push(struct list *l, yf_timer *t)
+{
+    t->next = NULL;
+    t->prev = l->tail;
+    if (l->tail)
+        l->tail->next = t;
+    else
+        l->head = t;
+    l->tail = t;
+}
+
+static void unlink_from(struct list *l, yf_timer *t)
+{
+    if (t->prev)
+        t->prev->next = t->next;
+    else
+        l->head = t->next;
+    if (t->next)
+        t->next->prev = t->prev;
+    else
+        l->tail = t->prev;
+    t->next = t->prev = NULL;
+}
+
+static inline void bit_set(struct level *L, unsigned s)
+{
+    L->map[s >> 6] |= 1ull << (s & 63);
+    L->summary |= 1ull << (s >> 6);
+}
+
+static inline void bit_clear(struct level *L, unsigned s)
+{
+    L->map[s >> 6] &= ~(1ull << (s & 63));
+    if (!L->map[s >> 6])
+        L->summary &= ~(1ull << (s >> 6));
+}
+
+static inline unsigned first_slot(const struct level *L)
+{
+    unsigned w = (unsigned)__builtin_ctzll(L->summary);
+    return w * 64 + (unsigned)__builtin_ctzll(L->map[w]);
+}
+
+/* Files t (deadline >= now) on its level, or in the overflow list. A
+ * deadline equal to now lands in the current level-0 slot: only cascades
+ * during an advance do that, right before the slot is fired. */
+static void place(yf_wheel *wh, yf_timer *t)
+{
+    uint64_t x = t->deadline ^ wh->now;
+    if (x >> wh->total) {
+        push(&wh->overflow, t);
+        wh->noverflow++;
+        t->where = WHERE(KIND_OVERFLOW, 0);
+        if (t->deadline < wh->ovf_min)
+            wh->ovf_min = t->deadline;
+        return;
+    }
+    unsigned i = x ? wh->level_of_bit[63 - __builtin_clzll(x)] : 0;
+    struct level *L = &wh->lv[i];
+    unsigned s = (unsigned)((t->deadline >> L->shift) & L->mask);
+    push(&L->slots[s], t);
+    bit_set(L, s);
+    L->count++;
+    t->where = WHERE(i + 1, s);
+}
+
+static void make_due(yf_wheel *wh, yf_timer *t)
+{
+    push(&wh->due, t);
+    wh->ndue++;
+    t->where = WHERE(KIND_DUE, 0);
+    if (t->deadline < wh->due_min)
+        wh->due_min = t->deadline;
+}
+
+/* Takes a pending t out of whatever list holds it; it stays owned. */
+static void take(yf_wheel *wh, yf_timer *t)
+{
+    unsigned kind = t->where >> 16, s = t->where & 0xffff;
+    if (kind == KIND_DUE) {
+        unlink_from(&wh->due, t);
+        if (--wh->ndue == 0)
+            wh->due_min = UINT64_MAX;
+    } else if (kind == KIND_OVERFLOW) {
+        unlink_from(&wh->overflow, t);
+        if (--wh->noverflow == 0)
+            wh->ovf_min = UINT64_MAX;
+    } else {
+        struct level *L = &wh->lv[kind - 1];
+        unlink_from(&L->slots[s], t);
+        if (!L->slots[s].head)
+            bit_clear(L, s);
+        L->count--;
+    }
+}
+
+static void disarm(yf_wheel *wh, yf_timer *t)
+{
+    take(wh, t);
+    wh->count--;
+    t->owner = NULL;
+    t->where = 0;
+}
+
+/* ---- public API ------------------------------------------------------------- */
+
+yf_wheel *yf_wheel_new(const unsigned *bits, unsigned nlevels, uint64_t now)
+{
+    if (!bits || nlevels < 1 || nlevels > MAXLEVELS) {
+        errno = EINVAL;
+        return NULL;
+    }
+    unsigned total = 0;
+    size_t nslots = 0;
+    for (unsigned i = 0; i < nlevels; i++) {
+        if (bits[i] < 1 || bits[i] > MAXBITS) {
+            errno = EINVAL;
+            return NULL;
+        }
+        total += bits[i];
+        nslots += (size_t)1 << bits[i];
+    }
+    if (total > MAXTOTAL) {
+        errno = EINVAL;
+        return NULL;
+    }
+    /* One block: the wheel, then every level's slot heads. */
+    yf_wheel *wh = calloc(1, sizeof *wh + nslots * sizeof(struct list));
+    if (!wh)
+        return NULL;
+    struct list *slots = (struct list *)(wh + 1);
+    unsigned shift = 0;
+    for (unsigned i = 0; i < nlevels; i++) {
+        struct level *L = &wh->lv[i];
+        L->shift = shift;
+        L->bits = bits[i];
+        L->mask = ((uint64_t)1 << bits[i]) - 1;
+        L->slots = slots;
+        slots += (size_t)1 << bits[i];
+        for (unsigned b = shift; b < shift + bits[i]; b++)
+            wh->level_of_bit[b] = (unsigned char)i;
+        shift += bits[i];
+    }
+    wh->nlevels = nlevels;
+    wh->total = total;
+    wh->now = now;
+    wh->due_min = wh->ovf_min = UINT64_MAX;
+    return wh;
+}
+
+static void release_list(yf_timer *t)
+{
+    while (t) {
+        yf_timer *next = t->next;
+        t->next = t->prev = NULL;
+        t->owner = NULL;
+        t->where = 0;
+        t = next;
+    }
+}
+
+void yf_wheel_free(yf_wheel *wh)
+{
+    if (!wh)
+        return;
+    for (unsigned i = 0; i < wh->nlevels; i++) {
+        struct level *L = &wh->lv[i];
+        for (size_t s = 0; s <= L->mask; s++)
+            release_list(L->slots[s].head);
+    }
+    release_list(wh->overflow.head);
+    release_list(wh->due.head);
+    free(wh);
+}
+
+int yf_wheel_add(yf_wheel *wh, yf_timer *t, uint64_t deadline)
+{
+    if (!wh || !t) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (t->owner) {
+        errno = EBUSY;
+        return -1;
+    }
+    t->owner = wh;
+    t->deadline = deadline;
+    wh->count++;
+    if (deadline <= wh->now)
+        make_due(wh, t);
+    else
+        place(wh, t);
+    return 0;
+}
+
+int yf_wheel_cancel(yf_wheel *wh, yf_timer *t)
+{
+    if (!wh || !t) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (!t->owner) {
+        errno = ENOENT;
+        return -1;
+    }
+    if (t->owner != wh) {
+        errno = EINVAL;
+        return -1;
+    }
+    disarm(wh, t);
+    return 0;
+}
+
+/* The tick of the next event after now (0: nothing pending beyond the due
+ * list): the start of the earliest occupied slot of the lowest occupied
+ * level, or the start of the next top-level turn when only the overflow
+ * list holds timers. Every pending deadline is at or after it. */
+static uint64_t next_event(const yf_wheel *wh)
+{
+    for (unsigned i = 0; i < wh->nlevels; i++) {
+        const struct level *L = &wh->lv[i];
+        if (L->summary) {
+            unsigned hi = L->shift + L->bits;
+            return ((wh->now >> hi) << hi) | ((uint64_t)first_slot(L) << L->shift);
+        }
+    }
+    /* The overflow list is non-empty only when now is not in the last turn
+     * of the 64-bit clock, so the shift cannot wrap. Turns before the one
+     * holding ovf_min are skipped: a small wheel with a far timer must not
+     * scan the list once per turn. */
+    if (wh->overflow.head) {
+        uint64_t turn = ((wh->now >> wh->total) + 1) << wh->total;
+        uint64_t first = (wh->ovf_min >> wh->total) << wh->total;
+        return first > turn ? first : turn;
+    }
+    return 0;
+}
+
+/* Time enters tick e, the next event: refile the timers of every slot that
+ * starts at e (overflow first, then from the top level down, so timers keep
+ * their arming order) relative to the new now. */
+static void cascade(yf_wheel *wh, uint64_t e)
+{
+    if (wh->overflow.head && (e & (((uint64_t)1 << wh->total) - 1)) == 0) {
+        yf_timer *t = wh->overflow.head;
+        uint64_t min = UINT64_MAX;
+        while (t) {
+            yf_timer *next = t->next;
+            if (((t->deadline ^ e) >> wh->total) == 0) {
+                unlink_from(&wh->overflow, t);
+                wh->noverflow--;
+                place(wh, t);
+            } else if (t->deadline < min) {
+                min = t->deadline;
+            }
+            t = next;
+        }
+        wh->ovf_min = min;
+    }
+    for (unsigned i = wh->nlevels - 1; i >= 1; i--) {
+        struct level *L = &wh->lv[i];
+        if (e & (((uint64_t)1 << L->shift) - 1))
+            continue;
+        unsigned s = (unsigned)((e >> L->shift) & L->mask);
+        yf_timer *t = L->slots[s].head;
+        if (!t)
+            continue;
+        L->slots[s].head = L->slots[s].tail = NULL;
+        bit_clear(L, s);
+        while (t) {
+            yf_timer *next = t->next;
+            L->count--;
+            place(wh, t);
+            t = next;
+        }
+    }
+}
+
+/* Hands a disarmed timer to its callback or to advance_collect's arrays.
+ * Returns 0 when the collect arrays are full (t is then left as it was). */
+static int deliver(yf_wheel *wh, yf_timer *t)
+{
+    if (t->fn) {
+        disarm(wh, t);
+        t->fn(t, t->arg);
+        return 1;
+    }
+    if (wh->collecting) {
+        if (wh->out_n == wh->out_max)
+            return 0;
+        wh->out_payloads[wh->out_n] = t->payload;
+        wh->out_deadlines[wh->out_n] = t->deadline;
+        wh->out_n++;
+    }
+    disarm(wh, t);
+    return 1;
+}
+
+static int64_t run(yf_wheel *wh, uint64_t target)
+{
+    if (!wh) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (wh->firing) {
+        errno = EBUSY;
+        return -1;
+    }
+    if (target < wh->now) {
+        errno = EINVAL;
+        return -1;
+    }
+    wh->firing = 1;
+    int64_t fired = 0;
+    int full = 0;
+
+    /* Due timers first: their deadlines are at or before now. */
+    if (wh->due.head) {
+        yf_timer *m = &wh->marker;
+        push(&wh->due, m);
+        yf_timer *t;
+        while ((t = wh->due.head) != m) {
+            if (!deliver(wh, t)) {
+                full = 1;
+                break;
+            }
+            fired++;
+        }
+        unlink_from(&wh->due, m);
+    }
+
+    while (!full) {
+        uint64_t e = next_event(wh);
+        if (e == 0 || e > target)
+            break;
+        if (wh->collecting && wh->out_n == wh->out_max) {
+            /* Nothing of tick e delivered yet: stop just before it, which
+             * keeps every invariant (e-1 precedes every occupied slot). */
+            wh->now = e - 1;
+            full = 1;
+            break;
+        }
+        wh->now = e;
+        cascade(wh, e);
+        struct level *L0 = &wh->lv[0];
+        unsigned s = (unsigned)(e & L0->mask);
+        struct list *sl = &L0->slots[s];
+        yf_timer *t;
+        /* Pop the head each time round: a callback may cancel any timer
+         * still in this slot, and that unlinks it like any other. */
+        while ((t = sl->head) != NULL) {
+            if (!t->fn && wh->collecting && wh->out_n == wh->out_max) {
+                /* The rest of this tick waits on the due list, in order. */
+                while ((t = sl->head) != NULL) {
+                    take(wh, t);
+                    make_due(wh, t);
+                }
+                full = 1;
+                break;
+            }
+            sl->head = t->next;
+            if (t->next) {
+                t->next->prev = NULL;
+                t->next = NULL;
+            } else {
+                sl->tail = NULL;
+                bit_clear(L0, s);
+            }
+            L0->count--;
+            wh->count--;
+            t->owner = NULL;
+            t->where = 0;
+            if (t->fn) {
+                t->fn(t, t->arg);
+            } else if (wh->collecting) {
+                wh->out_payloads[wh->out_n] = t->payload;
+                wh->out_deadlines[wh->out_n] = t->deadline;
+                wh->out_n++;
+            }
+            fired++;
+        }
+    }
+    if (!full)
+        wh->now = target;
+    wh->firing = 0;
+    return fired;
+}
+
+int64_t yf_wheel_advance(yf_wheel *wh, uint64_t now)
+{
+    return run(wh, now);
+}
+
+int64_t yf_wheel_advance_collect(yf_wheel *wh, uint64_t now, uint64_t *payloads, uint64_t *deadlines, size_t max)
+{
+    if (!wh || (max && (!payloads || !deadlines))) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (wh->firing) {
+        errno = EBUSY;
+        return -1;
+    }
+    wh->out_payloads = payloads;
+    wh->out_deadlines = deadlines;
+    wh->out_max = max;
+    wh->out_n = 0;
+    wh->collecting = 1;
+    int64_t r = run(wh, now);
+    wh->collecting = 0;
+    return r < 0 ? -1 : (int64_t)wh->out_n;
+}
+
+uint64_t yf_wheel_next(const yf_wheel *wh)
+{
+    if (!wh)
+        return UINT64_MAX;
+    if (wh->ndue)
+        return wh->due_min;
+    /* During a callback the level-0 slot being fired may still hold timers
+     * due now: say so. */
+    if (wh->firing && wh->lv[0].slots[wh->now & wh->lv[0].mask].head)
+        return wh->now;
+    uint64_t e = next_event(wh);
+    return e ? e : UINT64_MAX;
+}
+
+uint64_t yf_wheel_now(const yf_wheel *wh)
+{
+    return wh ? wh->now : 0;
+}
+
+size_t yf_wheel_count(const yf_wheel *wh)
+{
+    return wh ? wh->count : 0;
+}
+
+/* ---- self-check --------------------------------------------------------------- */
+
+#define FAIL(...)                                  \
+    do {                                           \
+        if (msg && len)                            \
+            snprintf(msg, len, __VA_ARGS__);       \
+        return -1;                                 \
+    } while (0)
+
+/* Walks one list: links, owner, where; returns its length or -1 (msg set). */
+static long check_list(const yf_wheel *wh, const struct list *l, uint32_t where, const char *name,
+                       char *msg, size_t len)
+{
+    long n = 0;
+    const yf_timer *prev = NULL;
+    for (const yf_timer *t = l->head; t; prev = t, t = t->next) {
+        if ((size_t)n > wh->count)
+            FAIL("%s: more timers linked than the wheel counts (%zu): a cycle?", name, wh->count);
+        if (t->prev != prev)
+            FAIL("%s: timer %ld's prev link is broken", name, n);
+        if (t->owner != wh)
+            FAIL("%s: timer %ld's owner is %p, not this wheel", name, n, (void *)t->owner);
+        if (t->where != where)
+            FAIL("%s: timer %ld's where is 0x%x, expected 0x%x", name, n, t->where, where);
+        n++;
+    }
+    if (l->tail != prev)
+        FAIL("%s: tail does not point at the last timer", name);
+    return n;
+}
+
+int yf_wheel_check(const yf_wheel *wh, char *msg, size_t len)
+{
+    char name[64];
+    if (!wh)
+        FAIL("wheel is NULL");
+    if (wh->nlevels < 1 || wh->nlevels > MAXLEVELS || wh->total > MAXTOTAL)
+        FAIL("bad shape: %u levels, %u bits", wh->nlevels, wh->total);
+    size_t sum = 0;
+    unsigned shift = 0;
+    for (unsigned i = 0; i < wh->nlevels; i++) {
+        const struct level *L = &wh->lv[i];
+        if (L->shift != shift)
+            FAIL("level %u: shift %u, expected %u", i, L->shift, shift);
+        shift += L->bits;
+        uint64_t cur = (wh->now >> L->shift) & L->mask;
+        unsigned hi = L->shift + L->bits;
+        size_t count = 0;
+        for (unsigned w = 0; w < WORDS; w++) {
+            if (((L->summary >> w) & 1) != (L->map[w] != 0))
+                FAIL("level %u: summary bit %u is %d but map word %u is 0x%llx", i, w,
+                     (int)((L->summary >> w) & 1), w, (unsigned long long)L->map[w]);
+            if (w * 64 > L->mask && L->map[w])
+                FAIL("level %u: map bits set beyond its %llu slots", i, (unsigned long long)L->mask + 1);
+        }
+        if (L->summary >> WORDS)
+            FAIL("level %u: summary bits set beyond the map", i);
+        for (uint64_t s = 0; s <= L->mask; s++) {
+            const struct list *l = &L->slots[s];
+            snprintf(name, sizeof name, "level %u slot %llu", i, (unsigned long long)s);
+            long n = check_list(wh, l, WHERE(i + 1, s), name, msg, len);
+            if (n < 0)
+                return -1;
+            int bit = (int)((L->map[s >> 6] >> (s & 63)) & 1);
+            if (bit != (n > 0))
+                FAIL("%s: occupancy bit is %d but the slot holds %ld timers", name, bit, n);
+            for (const yf_timer *t = l->head; t; t = t->next) {
+                uint64_t d = t->deadline;
+                if (((d >> L->shift) & L->mask) != s)
+                    FAIL("%s: deadline %llu belongs in slot %llu", name, (unsigned long long)d,
+                         (unsigned long long)((d >> L->shift) & L->mask));
+                if (hi < 64 && (d >> hi) != (wh->now >> hi))
+                    FAIL("%s: deadline %llu is not in the same turn as now %llu", name,
+                         (unsigned long long)d, (unsigned long long)wh->now);
+                /* The slot being fired holds timers due exactly now. */
+                int firing_now = wh->firing && i == 0 && s == cur && d == wh->now;
+                if (s <= cur && !firing_now)
+                    FAIL("%s: slot is not after now's slot %llu (deadline %llu, now %llu)", name,
+                         (unsigned long long)cur, (unsigned long long)d, (unsigned long long)wh->now);
+                uint64_t x = d ^ wh->now;
+                unsigned want = x ? wh->level_of_bit[63 - __builtin_clzll(x)] : 0;
+                if (want != i)
+                    FAIL("%s: deadline %llu belongs on level %u (now %llu)", name, (unsigned long long)d,
+                         want, (unsigned long long)wh->now);
+            }
+            count += (size_t)n;
+        }
+        if (count != L->count)
+            FAIL("level %u: holds %zu timers but counts %zu", i, count, L->count);
+        sum += count;
+    }
+    if (wh->total != shift)
+        FAIL("total bits %u, levels add up to %u", wh->total, shift);
+    long n = check_list(wh, &wh->overflow, WHERE(KIND_OVERFLOW, 0), "overflow list", msg, len);
+    if (n < 0)
+        return -1;
+    if ((size_t)n != wh->noverflow)
+        FAIL("overflow list: holds %ld timers but counts %zu", n, wh->noverflow);
+    for (const yf_timer *t = wh->overflow.head; t; t = t->next) {
+        if (((t->deadline ^ wh->now) >> wh->total) == 0 || t->deadline <= wh->now)
+            FAIL("overflow list: deadline %llu fits the wheel (now %llu)", (unsigned long long)t->deadline,
+                 (unsigned long long)wh->now);
+        if (t->deadline < wh->ovf_min)
+            FAIL("overflow list: deadline %llu is below the recorded minimum %llu",
+                 (unsigned long long)t->deadline, (unsigned long long)wh->ovf_min);
+    }
+    sum += (size_t)n;
+    /* The due list may hold the advance's marker while callbacks run. */
+    long d = 0;
+    const yf_timer *prev = NULL;
+    for (const yf_timer *t = wh->due.head; t; prev = t, t = t->next) {
+        if ((size_t)d > wh->count + 1)
+            FAIL("due list: more timers linked than the wheel counts: a cycle?");
+        if (t->prev != prev)
+            FAIL("due list: timer %ld's prev link is broken", d);
+        if (t == &wh->marker)
+            continue;
+        if (t->owner != wh || t->where != WHERE(KIND_DUE, 0))
+            FAIL("due list: timer %ld has owner %p where 0x%x", d, (void *)t->owner, t->where);
+        if (t->deadline > wh->now)
+            FAIL("due list: deadline %llu is after now %llu", (unsigned long long)t->deadline,
+                 (unsigned long long)wh->now);
+        if (t->deadline < wh->due_min)
+            FAIL("due list: deadline %llu is below the recorded minimum %llu", (unsigned long long)t->deadline,
+                 (unsigned long long)wh->due_min);
+        d++;
+    }
+    if (wh->due.tail != prev)
+        FAIL("due list: tail does not point at the last timer");
+    if ((size_t)d != wh->ndue)
+        FAIL("due list: holds %ld timers but counts %zu", d, wh->ndue);
+    sum += (size_t)d;
+    if (sum != wh->count)
+        FAIL("lists hold %zu timers but the wheel counts %zu", sum, wh->count);
+    return 0;
+}
+
+#undef FAIL
+
+unsigned yf_wheel_occupancy(const yf_wheel *wh, uint32_t *out, size_t maxbits)
+{
+    if (!wh || !out || maxbits > MAXBITS) {
+        errno = EINVAL;
+        return 0;
+    }
+    for (unsigned i = 0; i < wh->nlevels; i++)
+        if (wh->lv[i].bits > maxbits) {
+            errno = EINVAL;
+            return 0;
+        }
+    size_t width = (size_t)1 << maxbits;
+    memset(out, 0, wh->nlevels * width * sizeof *out);
+    for (unsigned i = 0; i < wh->nlevels; i++) {
+        const struct level *L = &wh->lv[i];
+        for (uint64_t s = 0; s <= L->mask; s++) {
+            uint32_t n = 0;
+            for (const yf_timer *t = L->slots[s].head; t; t = t->next)
+                n++;
+            out[i * width + s] = n;
+        }
+    }
+    return wh->nlevels;
+}
+
+/* ---- batch forms -------------------------------------------------------------- */
+
+int64_t yf_wheel_add_many(yf_wheel *wh, yf_timer *timers, const uint32_t *idx,
+                          const uint64_t *deadlines, const uint64_t *payloads, size_t n, size_t *failed)
+{
+    if (!wh || (n && (!timers || !idx || !deadlines))) {
+        errno = EINVAL;
+        return -1;
+    }
+    int64_t ok = 0;
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        yf_timer *t = &timers[idx[i]];
+        if (t->owner) {
+            bad++;
+            continue;
+        }
+        if (payloads)
+            t->payload = payloads[i];
+        yf_wheel_add(wh, t, deadlines[i]);
+        ok++;
+    }
+    if (failed)
+        *failed = bad;
+    return ok;
+}
+
+int64_t yf_wheel_cancel_many(yf_wheel *wh, yf_timer *timers, const uint32_t *idx, size_t n, size_t *failed)
+{
+    if (!wh || (n && (!timers || !idx))) {
+        errno = EINVAL;
+        return -1;
+    }
+    int64_t ok = 0;
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        yf_timer *t = &timers[idx[i]];
+        if (t->owner != wh) {
+            bad++;
+            continue;
+        }
+        disarm(wh, t);
+        ok++;
+    }
+    if (failed)
+        *failed = bad;
+    return ok;
+}

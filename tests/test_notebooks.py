@@ -1,0 +1,63 @@
+"""Notebook regression: every notebook, run in quick mode in a fresh kernel,
+must reproduce its committed deterministic outputs (layouts, errno values,
+reports, verdicts of deterministic claims) and print a VERDICT line for each
+of its claims. Cells tagged "nondeterministic" (timings, run sizes, addresses
+that move) are not compared; addresses are masked everywhere."""
+import os
+import warnings
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from yfcore.lab import registry
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", UserWarning)
+    from pytest_notebook.nb_regression import NBRegressionFixture
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("[0-9][0-9]-*.ipynb"))
+
+MASKS = (
+    ("/cells/*/outputs", r"0x[0-9a-f]{8,16}", "0xADDR"),
+)
+IGNORE = (
+    "/cells/*/outputs/*/data/image/png",
+    "/cells/*/outputs/*/traceback",
+    "/cells/*/execution_count",
+    "/cells/*/outputs/*/execution_count",
+    "/cells/*/metadata",
+    "/metadata",
+)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_regression(path, tmp_path):
+    nb = nbformat.read(path, as_version=4)
+    masked = tuple(
+        f"/cells/{i}/outputs"
+        for i, cell in enumerate(nb.cells)
+        if "nondeterministic" in cell.metadata.get("tags", [])
+    )
+    env = dict(os.environ, YF_QUICK="1", YF_RESULTS=str(tmp_path))
+    env.pop("YF_REFERENCE", None)
+    fixture = NBRegressionFixture(
+        exec_timeout=900,
+        exec_cwd=str(path.parent),
+        exec_env=env,
+        diff_ignore=IGNORE + masked,
+        diff_replace=MASKS,
+        diff_color_words=False,
+        diff_use_color=False,
+    )
+    result = fixture.check(str(path), raise_errors=False)
+    text = "".join(
+        "".join(out.get("text", "")) for cell in result.nb_final.cells if cell.cell_type == "code"
+        for out in cell.get("outputs", [])
+    )
+    claims = [c.id for c in registry().values() if c.notebook == path.stem]
+    assert claims, f"{path.name} has no claims in data/claims.csv"
+    for cid in claims:
+        assert f"VERDICT {cid}: " in text, f"{path.name} printed no VERDICT line for {cid}"
+        assert (tmp_path / f"{cid}.json").is_file(), f"{path.name} wrote no result for {cid}"
+    assert result.diff_string == "", f"{path.name} drifted from its committed outputs:\n{result.diff_string}"

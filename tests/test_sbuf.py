@@ -1,0 +1,341 @@
+"""yfcore.sbuf.SockBuf: a model-based random walk against a bytearray (with
+yf_sbuf_check after every step), bad input raising precise exceptions, the
+memoryview guards, and real sockets (socketpair and TCP loopback)."""
+import gc
+import os
+import socket
+import threading
+
+import pytest
+from hypothesis import settings, strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from yfcore.lab import sbufs
+from yfcore.sbuf import SEEK_CUR, SEEK_END, SEEK_SET, SockBuf
+
+QUICK = os.environ.get("YF_QUICK", "") not in ("", "0")
+MAX = 4096
+
+
+class SockBufModel(RuleBasedStateMachine):
+    """The buffer and a bytearray with a cursor, driven by the same operations."""
+
+    def __init__(self):
+        super().__init__()
+        self.sb = SockBuf(64, MAX)
+        self.data = bytearray()
+        self.cur = 0
+        self.reserved = 0
+
+    @rule(payload=st.binary(max_size=300))
+    def write(self, payload):
+        if len(self.data) + len(payload) > MAX:
+            with pytest.raises(OSError, match="max_size"):
+                self.sb.write(payload)
+        else:
+            assert self.sb.write(payload) == len(payload)
+            self.data += payload
+        self.reserved = 0
+
+    @rule(n=st.integers(-1, 300))
+    def read(self, n):
+        got = self.sb.read(n)
+        end = len(self.data) if n < 0 else min(len(self.data), self.cur + n)
+        assert got == self.data[self.cur:end]
+        self.cur = end
+
+    @rule(n=st.integers(0, 300))
+    def peek(self, n):
+        if n > len(self.data) - self.cur:
+            with pytest.raises(ValueError, match="follow the cursor"):
+                self.sb.peek(n)
+        else:
+            with self.sb.peek(n) as mv:
+                assert mv.readonly and bytes(mv) == self.data[self.cur:self.cur + n]
+
+    @rule(n=st.integers(-1, 300))
+    def peekv(self, n):
+        views = self.sb.peekv(n)
+        end = len(self.data) if n < 0 else min(len(self.data), self.cur + n)
+        assert b"".join(bytes(v) for v in views) == self.data[self.cur:end]
+        for v in views:
+            v.release()
+
+    @rule(off=st.integers(-400, 400), whence=st.sampled_from([SEEK_SET, SEEK_CUR, SEEK_END]))
+    def seek(self, off, whence):
+        base = {SEEK_SET: 0, SEEK_CUR: self.cur, SEEK_END: len(self.data)}[whence]
+        if 0 <= base + off <= len(self.data):
+            assert self.sb.seek(off, whence) == base + off
+            self.cur = base + off
+        else:
+            with pytest.raises(ValueError, match="outside"):
+                self.sb.seek(off, whence)
+
+    @rule()
+    def consume(self):
+        assert self.sb.consume() == self.cur
+        del self.data[:self.cur]
+        self.cur = 0
+
+    @rule(frac=st.floats(0, 1))
+    def truncate(self, frac):
+        size = int(len(self.data) * frac)
+        assert self.sb.truncate(size) == size
+        del self.data[size:]
+        self.cur = min(self.cur, size)
+        self.reserved = 0
+
+    @rule(n=st.integers(0, 600), fill=st.integers(0, 255), frac=st.floats(0, 1))
+    def reserve_commit(self, n, fill, frac):
+        if len(self.data) + n > MAX:
+            with pytest.raises(OSError, match="max_size"):
+                self.sb.reserve(n)
+            return
+        views = self.sb.reserve(n)
+        assert sum(len(v) for v in views) == n
+        for v in views:
+            v[:] = bytes([fill]) * len(v)
+            v.release()
+        k = int(n * frac)
+        self.sb.commit(k)
+        self.data += bytes([fill]) * k
+        self.reserved = 0
+
+    @precondition(lambda self: self.reserved == 0)
+    @rule(n=st.integers(1, 10))
+    def commit_without_reservation(self, n):
+        with pytest.raises(ValueError, match="reservation"):
+            self.sb.commit(n)
+
+    checked_steps = 0
+
+    @invariant()
+    def agrees(self):
+        SockBufModel.checked_steps += 1
+        self.sb.check()
+        assert len(self.sb) == len(self.data) and self.sb.tell() == self.cur
+
+    def teardown(self):
+        self.sb.close()
+
+
+def test_model_random_walk():
+    # >= 10,000 checked steps in quick mode (runs of up to 100 steps), on top
+    # of the 200,000-step C random walk in tests/c/test_sbuf.c.
+    examples = 150 if QUICK else 600
+    before = SockBufModel.checked_steps
+    SockBufModel.TestCase.settings = settings(max_examples=examples, stateful_step_count=100, deadline=None)
+    SockBufModel.TestCase().runTest()
+    steps = SockBufModel.checked_steps - before
+    assert steps >= 10_000, f"only {steps} checked steps ran"
+
+
+# ---- bad input ------------------------------------------------------------------
+
+@pytest.mark.parametrize("cs", [0, 32, 100, 2**21, -64])
+def test_bad_chunk_size(cs):
+    with pytest.raises(ValueError, match="chunk_size"):
+        SockBuf(cs)
+
+
+@pytest.mark.parametrize("bad", ["4096", 4096.0, None, True])
+def test_chunk_size_type(bad):
+    with pytest.raises(TypeError, match="chunk_size must be an int"):
+        SockBuf(bad)
+
+
+def test_bad_arguments_raise_precisely():
+    with SockBuf(64, 1000) as sb:
+        sb.write(b"0123456789")
+        with pytest.raises(TypeError, match="bytes-like.*str"):
+            sb.write("text")
+        with pytest.raises(TypeError, match="bytes-like.*int"):
+            sb.write(5)
+        with pytest.raises(ValueError, match="n must be between"):
+            sb.read(-2)
+        with pytest.raises(TypeError, match="n must be an int"):
+            sb.read("3")
+        with pytest.raises(ValueError, match="only 10 bytes follow"):
+            sb.peek(11)
+        with pytest.raises(ValueError, match="n must be between"):
+            sb.peek(-1)
+        with pytest.raises(ValueError, match="outside"):
+            sb.seek(-1)
+        with pytest.raises(ValueError, match="outside"):
+            sb.seek(11)
+        with pytest.raises(ValueError, match="whence"):
+            sb.seek(0, 3)
+        with pytest.raises(ValueError, match="offset"):
+            sb.seek(2**64)
+        with pytest.raises(ValueError, match="size must be between"):
+            sb.truncate(11)
+        with pytest.raises(OSError, match="max_size 1000") as e:
+            sb.write(bytes(991))
+        assert e.value.errno == 105  # ENOBUFS
+        with pytest.raises(OSError, match="max_size"):
+            sb.reserve(2**40)
+        with pytest.raises(ValueError, match="n must be between"):
+            sb.reserve(2**63)
+        with pytest.raises(ValueError, match="n must be between"):
+            sb.recv_from(0, 0)
+        with pytest.raises(ValueError, match="fd must be between"):
+            sb.recv_from(-1)
+        with pytest.raises(TypeError, match="fd must be an int"):
+            sb.send_to("sock")
+        with pytest.raises(OSError) as e:
+            sb.recv_from(2**31 - 1)
+        assert e.value.errno == 9  # EBADF
+        assert sb.read() == b"0123456789"
+        sb.check()
+
+
+def test_absurd_size_without_limit():
+    with SockBuf(64) as sb:
+        with pytest.raises(MemoryError):
+            sb.reserve(2**55)
+        assert len(sb) == 0
+        sb.check()
+
+
+def test_closed_buffer():
+    sb = SockBuf()
+    sb.close()
+    sb.close()
+    with pytest.raises(ValueError, match="closed"):
+        sb.write(b"x")
+
+
+# ---- memoryview guards ----------------------------------------------------------
+
+def test_peek_is_zero_copy_within_a_chunk_and_a_copy_across():
+    with SockBuf(64) as sb:
+        sb.write(bytes(range(128)))
+        before = sb.stats()["copied"]
+        with sb.peek(64) as mv:
+            assert bytes(mv) == bytes(range(64))
+        assert sb.stats()["copied"] == before
+        sb.seek(60)
+        with sb.peek(8) as mv:
+            assert bytes(mv) == bytes(range(60, 68))
+        assert sb.stats()["copied"] == before + 8
+
+
+def test_live_views_block_freeing_operations():
+    sb = SockBuf(64)
+    sb.write(bytes(200))
+    sb.seek(100)
+    mv = sb.peek(10)
+    part = mv[2:5]
+    del mv
+    for op in (sb.consume, sb.truncate, sb.close, lambda: sb.take_messages(1)):
+        with pytest.raises(BufferError, match="still alive"):
+            op()
+    del part
+    assert sb.consume() == 100
+    views = sb.reserve(10)
+    with pytest.raises(BufferError):
+        sb.send_to(0)
+    views[0].release()
+    sb.close()
+
+
+def test_views_keep_the_memory_alive():
+    sb = SockBuf(64)
+    sb.write(b"hello world")
+    mv = sb.peek(5)
+    del sb
+    gc.collect()
+    assert bytes(mv) == b"hello"
+
+
+def test_reserve_then_commit_is_zero_copy():
+    with SockBuf(64) as sb:
+        views = sb.reserve(100)
+        assert [len(v) for v in views] == [64, 36]
+        views[0][:5] = b"abcde"
+        del views
+        sb.commit(5)
+        assert sb.read() == b"abcde" and sb.stats()["copied"] == 5
+
+
+def test_layout_and_ring_text():
+    with SockBuf(64) as sb:
+        sb.write(bytes(300))
+        sb.seek(70)
+        sb.consume()
+        lay = sb.layout()
+        # The consumed chunk went to the back of the ring as a spare.
+        assert (lay["first"], lay["head"], lay["size"], len(lay["addrs"])) == (1, 6, 230, 5)
+        text = sbufs.ring_text(lay)
+        assert "head@6" in text and "tail@44" in text and text.count("spare") == 1
+
+
+# ---- sockets ------------------------------------------------------------------
+
+def test_socketpair_roundtrip():
+    a, b = socket.socketpair()
+    data = os.urandom(100_000)
+    out, inp = SockBuf(256), SockBuf(1024)
+    out.write(data)
+    got = 0
+    while len(out):
+        out.send_to(a)
+        got += inp.recv_from(b, 1 << 20)
+        out.check()
+        inp.check()
+    while got < len(data):
+        got += inp.recv_from(b)
+    assert inp.read() == data and inp.stats()["copied"] == len(data)
+    b.setblocking(False)
+    with pytest.raises(BlockingIOError):
+        inp.recv_from(b)
+    a.close()
+    b.setblocking(True)
+    assert inp.recv_from(b) == 0
+    b.close()
+
+
+def test_tcp_loopback_messages():
+    srv = socket.create_server(("127.0.0.1", 0))
+    port = srv.getsockname()[1]
+    frames = [(n).to_bytes(4, "little") + bytes([n % 251]) * n for n in range(16, 1025, 7)]
+
+    def feed():
+        with socket.create_connection(("127.0.0.1", port)) as c:
+            c.sendall(b"".join(frames))
+
+    t = threading.Thread(target=feed)
+    t.start()
+    conn, _ = srv.accept()
+    sb = SockBuf(4096)
+    count = total = s = 0
+    while True:
+        k, b, c = sb.take_messages(1000)
+        count, total, s = count + k, total + b, s + c
+        sb.check()
+        if sb.recv_from(conn) == 0:
+            break
+    k, b, c = sb.take_messages(1000)
+    count, total, s = count + k, total + b, s + c
+    t.join()
+    conn.close()
+    srv.close()
+    lens = range(16, 1025, 7)
+    assert count == len(frames) and total == sum(lens)
+    assert s == sum(n + 2 * (n % 251) for n in lens)
+    with pytest.raises(ValueError, match="max_len"):
+        sb.write((2000).to_bytes(4, "little"))
+        sb.take_messages(1, max_len=1000)
+
+
+def test_stream_consumers_agree_with_the_feeder():
+    y = sbufs.stream_yf(3000, seed=3, chunk_size=4096)
+    p = sbufs.stream_bytearray(3000, seed=3)
+    assert y["bytes"] == p["bytes"] > 3000 * 16
+    assert y["copied_per_byte"] < 0.5 and p["copied_per_byte"] >= 1.0
+
+
+def test_burst_returns_memory():
+    trace = sbufs.burst(quick=True)
+    v = sbufs.burst_verdict(trace)
+    assert v["drained"] == 1 and v["peak"] >= v["peak_size"] > 4 * v["before"]

@@ -1,0 +1,313 @@
+"""TimerWheel (csrc/wheel.c): model-based tests against a sorted model, bad input, batches."""
+import numpy as np
+import pytest
+from hypothesis import settings, strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from yfcore.lab.paths import env_flag
+from yfcore.wheel import MAX_TIME, TimerWheel
+
+
+class Model:
+    """The specification: pending timers keyed by handle; advance(now) takes
+    those whose effective deadline (a past deadline counts as the time it was
+    armed at) is <= now, in (effective deadline, arming order)."""
+
+    def __init__(self, now=0):
+        self.now = now
+        self.seq = 0
+        self.pending = {}
+
+    def add(self, handle, deadline, payload):
+        self.pending[handle] = (max(deadline, self.now), self.seq, deadline, payload)
+        self.seq += 1
+
+    def cancel(self, handle):
+        return self.pending.pop(handle)[3]
+
+    def advance(self, now):
+        due = sorted((v[0], v[1], h) for h, v in self.pending.items() if v[0] <= now)
+        self.now = now
+        return [(h, self.pending[h][2], self.pending.pop(h)[3]) for _, _, h in due]
+
+
+# Small shapes reach every level, the cascades and the overflow list with
+# deadlines of a few thousand ticks; (8, 8, 8, 8) is the default.
+SHAPES = [(2, 3, 2), (1,), (3, 1, 4), (4, 4), (8, 8, 8, 8), (6, 6, 6, 6, 6, 6)]
+
+
+class WheelMachine(RuleBasedStateMachine):
+    def __init__(self):
+        super().__init__()
+        self.w = None
+
+    @rule(shape=st.sampled_from(SHAPES), start=st.sampled_from([0, 5, 2**40 - 3, 2**62]))
+    @precondition(lambda self: self.w is None)
+    def make(self, shape, start):
+        self.w = TimerWheel(shape, now=start, capacity=4096)
+        self.m = Model(start)
+        self.handles = []
+
+    @rule(delta=st.one_of(st.integers(-20, 300), st.integers(300, 5000), st.integers(2**32, 2**41)),
+          payload=st.integers(-(2**63), 2**63 - 1))
+    @precondition(lambda self: self.w is not None)
+    def add(self, delta, payload):
+        d = min(max(self.m.now + delta, 0), MAX_TIME)
+        h = self.w.add(d, payload)
+        self.m.add(h, d, payload)
+        self.handles.append(h)
+
+    @rule(deltas=st.lists(st.integers(-5, 3000), min_size=0, max_size=40))
+    @precondition(lambda self: self.w is not None)
+    def add_many(self, deltas):
+        d = np.clip(np.array(deltas, np.int64) + self.m.now, 0, MAX_TIME)
+        p = np.arange(len(d), dtype=np.int64) * 7
+        hs = self.w.add_many(d, p)
+        for h, dd, pp in zip(hs.tolist(), d.tolist(), p.tolist()):
+            self.m.add(h, dd, pp)
+            self.handles.append(h)
+
+    @rule(i=st.integers(0, 10**6))
+    @precondition(lambda self: self.w is not None and self.handles)
+    def cancel(self, i):
+        h = self.handles[i % len(self.handles)]
+        if h in self.m.pending:
+            assert self.w.cancel(h) == self.m.cancel(h)
+        else:
+            with pytest.raises(LookupError):
+                self.w.cancel(h)
+
+    @rule(i=st.integers(0, 10**6), k=st.integers(1, 10))
+    @precondition(lambda self: self.w is not None and self.handles)
+    def cancel_many(self, i, k):
+        pend = [h for h in self.handles if h in self.m.pending]
+        chosen = pend[i % max(1, len(pend)):][:k]
+        if not chosen:
+            return
+        got = self.w.cancel_many(np.array(chosen, np.int64))
+        assert got.tolist() == [self.m.cancel(h) for h in chosen]
+
+    @rule(step=st.one_of(st.integers(0, 70), st.integers(70, 6000), st.integers(2**32, 2**42)),
+          batch=st.booleans())
+    @precondition(lambda self: self.w is not None)
+    def advance(self, step, batch):
+        now = min(self.m.now + step, MAX_TIME)
+        want = self.m.advance(now)
+        if batch:
+            h, d, p = self.w.advance_many(now)
+            got = list(zip(h.tolist(), d.tolist(), p.tolist()))
+        else:
+            got = [tuple(x) for x in self.w.advance(now)]
+        assert got == want
+        assert self.w.now == now
+
+    @invariant()
+    def agrees(self):
+        if self.w is None:
+            return
+        self.w.check()
+        assert len(self.w) == len(self.m.pending)
+        nd = self.w.next_deadline()
+        if not self.m.pending:
+            assert nd is None
+        else:
+            earliest = min(v[2] for v in self.m.pending.values())
+            assert nd is not None and nd <= max(earliest, self.m.now)
+
+    def teardown(self):
+        if self.w is not None:
+            self.w.close()
+
+
+# Quick mode: 100 x 100 = 10,000 steps, each followed by yf_wheel_check.
+WheelMachine.TestCase.settings = settings(
+    max_examples=100 if env_flag("YF_QUICK") else 400,
+    stateful_step_count=100 if env_flag("YF_QUICK") else 200,
+    deadline=None,
+)
+test_wheel_model = WheelMachine.TestCase
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 2), (8, 8, 8, 8), (10, 10, 10, 10)])
+def test_long_random_run_against_model(shape):
+    """A long seeded walk (cascades over many turns) compared step by step."""
+    rng = np.random.default_rng(sum(shape))
+    w, m = TimerWheel(shape, capacity=1 << 16), Model()
+    live = []
+    for step in range(3000):
+        op = rng.integers(0, 10)
+        if op < 5:
+            d = int(m.now + rng.integers(-3, 1 << int(rng.integers(1, 16))))
+            h = w.add(max(d, 0), step)
+            m.add(h, max(d, 0), step)
+            live.append(h)
+        elif op < 7 and live:
+            h = live.pop(int(rng.integers(0, len(live))))
+            if h in m.pending:
+                assert w.cancel(h) == m.cancel(h)
+        else:
+            now = m.now + int(rng.integers(0, 1 << int(rng.integers(1, 14))))
+            assert [tuple(x) for x in w.advance(now)] == m.advance(now)
+        w.check()
+    w.close()
+
+
+def test_expiry_order_and_exactness():
+    w = TimerWheel((2, 2))
+    hs = [w.add(d, d) for d in (40, 3, 17, 3, 16, 0)]
+    assert [e.payload for e in w.advance(2)] == [0]
+    assert [e.payload for e in w.advance(16)] == [3, 3, 16]
+    assert [e.handle for e in w.advance(39)] == [hs[2]]   # 17 waited in the overflow list (2^4 ticks)
+    assert w.advance(39) == []                             # 40 is never early
+    assert [e.handle for e in w.advance(40)] == [hs[0]]
+    w.close()
+
+
+def test_never_early_at_every_tick():
+    """Across level and overflow boundaries, each timer comes out exactly at its tick."""
+    w = TimerWheel((2, 3, 2))
+    deadlines = np.arange(1, 2000, 3)
+    hs = w.add_many(deadlines, deadlines)
+    seen = []
+    for now in range(1, 2001):
+        out = w.advance(now)
+        assert all(e.deadline == now for e in out)
+        seen += [e.handle for e in out]
+    assert seen == hs.tolist()
+    w.close()
+
+
+def test_advance_many_in_chunks_keeps_order():
+    """More expiries than the collect buffer holds: the C call stops early and resumes."""
+    w = TimerWheel((4, 4, 4))
+    rng = np.random.default_rng(1)
+    d = rng.integers(0, 100_000, 20_000)
+    w.add_many(d, np.arange(len(d)))
+    h, dd, p = w.advance_many(100_000)
+    order = np.lexsort((np.arange(len(d)), d))
+    assert p.tolist() == order.tolist()
+    assert dd.tolist() == d[order].tolist()
+    assert len(w) == 0 and w.now == 100_000
+    w.check()
+    w.close()
+
+
+def test_occupancy_picture():
+    w = TimerWheel((3, 3))
+    w.add_many(np.array([1, 2, 2, 9, 60, 100]))
+    occ = w.occupancy()
+    assert occ.shape == (2, 8)
+    assert occ[0].tolist() == [0, 1, 2, 0, 0, 0, 0, 0]
+    assert occ[1].tolist() == [0, 1, 0, 0, 0, 0, 0, 1]
+    assert occ.sum() == 5          # 100 is beyond 2^6 ticks: in the overflow list
+    w.close()
+
+
+@pytest.mark.parametrize("bits, err", [
+    ((), ValueError), ((0,), ValueError), ((11,), ValueError), ((10, 10, 10, 10, 1), ValueError),
+    ((1,) * 9, ValueError), ((4.0,), TypeError), ((True,), TypeError),
+])
+def test_bad_shapes_raise(bits, err):
+    with pytest.raises(err, match="bits"):
+        TimerWheel(bits)
+
+
+def test_bad_sizes_raise():
+    with pytest.raises(ValueError, match="capacity"):
+        TimerWheel(capacity=0)
+    with pytest.raises(ValueError, match="capacity"):
+        TimerWheel(capacity=2**40)
+    with pytest.raises(ValueError, match="now"):
+        TimerWheel(now=-1)
+    w = TimerWheel(capacity=3)
+    w.add_many(np.array([5, 6]))
+    with pytest.raises(MemoryError, match="capacity=3"):
+        w.add_many(np.array([7, 8]))
+    assert len(w) == 2
+    w.close()
+
+
+def test_bad_input_raises_never_crashes():
+    w = TimerWheel()
+    other = TimerWheel()
+    h = w.add(10, 1)
+    with pytest.raises(ValueError, match="deadline"):
+        w.add(-1)
+    with pytest.raises(ValueError, match="deadline"):
+        w.add(2**63)
+    with pytest.raises(ValueError, match="deadline"):
+        w.add(2**200)
+    with pytest.raises(TypeError, match="deadline"):
+        w.add("10")
+    with pytest.raises(TypeError, match="deadline"):
+        w.add(1.5)
+    with pytest.raises(ValueError, match="payload"):
+        w.add(5, 2**64)
+    with pytest.raises(ValueError, match="deadlines"):
+        w.add_many(np.array([1, -2]))
+    with pytest.raises(TypeError, match="deadlines"):
+        w.add_many(np.array([1.0]))
+    with pytest.raises(ValueError, match="deadlines"):
+        w.add_many(np.zeros((2, 2), np.int64))
+    with pytest.raises(ValueError, match="payloads"):
+        w.add_many(np.array([1, 2]), np.array([1]))
+    with pytest.raises(LookupError, match="not issued by this wheel"):
+        other.cancel(h)
+    with pytest.raises(LookupError, match="not issued by this wheel"):
+        w.cancel(12345)
+    with pytest.raises(ValueError, match="handle"):
+        w.cancel(-1)
+    assert w.cancel(h) == 1
+    with pytest.raises(LookupError, match="was cancelled"):
+        w.cancel(h)
+    h2 = w.add(3, 2)
+    w.advance(5)
+    with pytest.raises(LookupError, match="has expired"):
+        w.cancel(h2)
+    hs = w.add_many(np.array([20, 30]))
+    with pytest.raises(LookupError, match="more than once"):
+        w.cancel_many(np.array([hs[0], hs[0]]))
+    with pytest.raises(LookupError, match="handles"):
+        w.cancel_many(np.array([hs[0], h2]))
+    assert len(w) == 2            # all or nothing
+    with pytest.raises(ValueError, match="now"):
+        w.advance(4)
+    with pytest.raises(ValueError, match="now"):
+        w.advance(-5)
+    w.close()
+    w.close()
+    with pytest.raises(ValueError, match="closed"):
+        w.add(1)
+    with pytest.raises(ValueError, match="closed"):
+        w.cancel(hs[0])
+    other.close()
+
+
+def test_stale_handle_after_slot_reuse():
+    w = TimerWheel()
+    h = w.add(10)
+    w.cancel(h)
+    h2 = w.add(11)
+    assert h2 != h
+    with pytest.raises(LookupError, match="was cancelled"):
+        w.cancel(h)
+    assert w.pending(h2) and not w.pending(h)
+    w.close()
+
+
+def test_huge_deadlines_use_the_overflow_list():
+    w = TimerWheel((4, 4), now=2**62)
+    h = w.add(MAX_TIME, 9)
+    w.add(2**62 + 10, 1)
+    w.check()
+    assert [e.payload for e in w.advance(2**62 + 1000)] == [1]
+    assert w.next_deadline() <= MAX_TIME
+    assert [e.handle for e in w.advance(MAX_TIME)] == [h]
+    assert len(w) == 0 and w.next_deadline() is None
+    w.close()
+
+
+def test_close_with_pending_timers_then_gc():
+    w = TimerWheel()
+    w.add_many(np.arange(1, 1000))
+    del w                                # the wheel is freed before its timers' memory

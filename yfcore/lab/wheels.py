@@ -1,0 +1,356 @@
+"""Timer wheel experiments (notebook 05): the churn workload in C, from Python
+through the batch API and with heapq; instruction counts under callgrind;
+the slot-shape ablation; lateness of the event loop's timers; pictures.
+
+The churn workload, fixed so that runs compare: P timers pending; each step
+adds one timer due uniformly in [now+1, now+10,000] ticks and cancels one
+pending timer chosen uniformly; every 64 steps time advances one tick and
+each expired timer is re-armed with a fresh deadline, so P stays constant.
+An event is one add (re-arms included) or one cancel.
+"""
+import heapq
+import os
+import random
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+from .bench import interleaved, quick as _quick_env
+from .provenance import provenance
+from .stats import ratio, summary
+
+__all__ = [
+    "SHAPES", "SIZES", "HORIZON", "TICK_STEPS", "sizes", "churn_c", "churn_heapq", "churn_batch",
+    "instructions", "bench", "ablation", "lateness", "occupancy_snapshot", "plot_occupancy",
+    "plot_lateness", "bars_met", "lateness_summary",
+]
+
+HORIZON = 10_000
+TICK_STEPS = 64
+SIZES = {"1k": 1_000, "1m": 1_000_000}
+DEFAULT = (8, 8, 8, 8)
+
+# The ablation's shapes, bits per level from level 0 up, 1-tick level-0 slots.
+SHAPES = {
+    "4 x 256 (default)": (8, 8, 8, 8),
+    "6 x 64 (tokio)": (6, 6, 6, 6, 6, 6),
+    "diary 2-level: 128 x 1 ms, 1024 x 128 ms": (7, 10),
+    "8 x 16": (4, 4, 4, 4, 4, 4, 4, 4),
+    "4 x 1024": (10, 10, 10, 10),
+    "2 x 1024": (10, 10),
+}
+KINDS = {"wheel": 0, "heap": 1}
+
+
+def _lib():
+    from .._yfcore import ffi, lib
+    return ffi, lib
+
+
+def sizes(quick: bool | None = None) -> dict:
+    """Steps per measured run: C kernels, Python drivers, and the (much slower) callgrind runs."""
+    q = _quick_env() if quick is None else quick
+    return {"c": 200_000 if q else 1_000_000, "py": 20_000 if q else 100_000,
+            "valgrind": 20_000 if q else 100_000}
+
+
+def churn_c(kind: str, pending: int, steps: int, bits=DEFAULT, seed: int = 1) -> float:
+    """ns per event of the C churn kernel: kind "wheel" (levels `bits`) or
+    "heap" (binary heap with indexed cancel, same 64-byte nodes)."""
+    ffi, lib = _lib()
+    ev = ffi.new("uint64_t *")
+    ns = lib.yf_bench_wheel_churn(KINDS[kind], ffi.new("unsigned[]", list(bits)), len(bits), pending, steps,
+                                  seed, ev)
+    if ns < 0:
+        raise OSError(ffi.errno, f"yf_bench_wheel_churn: {os.strerror(ffi.errno)}")
+    return ns / ev[0]
+
+
+def churn_heapq(pending: int, steps: int, seed: int = 1) -> float:
+    """ns per event of the workload on Python's heapq with lazy deletion: a
+    cancelled entry is marked dead and dropped when it reaches the top."""
+    rng = random.Random(seed)
+    rand = rng.randrange
+    # entry: [deadline, seq, alive, position in `live`]
+    live = [[1 + rand(HORIZON), i, True, i] for i in range(pending)]
+    heap = list(live)
+    heapq.heapify(heap)
+    seq, now, events = pending, 0, 0
+    push, pop = heapq.heappush, heapq.heappop
+    t0 = time.perf_counter_ns()
+    for s in range(steps):
+        e = [now + 1 + rand(HORIZON), seq, True, len(live)]
+        seq += 1
+        push(heap, e)
+        live.append(e)
+        r = rand(len(live))
+        v = live[r]
+        v[2] = False
+        last = live.pop()
+        if last is not v:
+            live[r] = last
+            last[3] = r
+        events += 2
+        if s % TICK_STEPS == TICK_STEPS - 1:
+            now += 1
+            while heap[0][0] <= now:
+                e = pop(heap)
+                if e[2]:
+                    ne = [now + 1 + rand(HORIZON), seq, True, e[3]]
+                    seq += 1
+                    live[e[3]] = ne
+                    push(heap, ne)
+                    events += 1
+    return (time.perf_counter_ns() - t0) / events
+
+
+def churn_batch(pending: int, steps: int, seed: int = 1, bits=DEFAULT) -> float:
+    """ns per event of the workload driven from Python through TimerWheel's
+    numpy batch API: per tick one add_many (64 adds), one cancel_many (64
+    cancels), one advance_many and one add_many for the re-arms."""
+    from ..wheel import TimerWheel
+
+    rng = np.random.default_rng(seed)
+    # Timers are named by a key (their payload): `live` holds the keys of the
+    # pending ones, `handle` each key's current handle.
+    nkeys = pending + TICK_STEPS
+    w = TimerWheel(bits, capacity=nkeys + 1)
+    handle = np.zeros(nkeys, np.int64)
+    live = np.arange(pending, dtype=np.int64)
+    handle[live] = w.add_many(1 + rng.integers(0, HORIZON, pending), live)
+    free = np.arange(pending, nkeys, dtype=np.int64)
+    now, events = 0, 0
+    t0 = time.perf_counter_ns()
+    for _ in range(steps // TICK_STEPS):
+        handle[free] = w.add_many(now + 1 + rng.integers(0, HORIZON, TICK_STEPS), free)
+        # 64 distinct victims among the pending and the new ones (redrawn
+        # on a collision, which is rare but for small P).
+        pick = np.sort(rng.integers(0, pending + TICK_STEPS, TICK_STEPS))
+        while (pick[1:] == pick[:-1]).any():
+            pick = np.sort(rng.integers(0, pending + TICK_STEPS, TICK_STEPS))
+        old, new = pick[pick < pending], pick[pick >= pending] - pending
+        victims = np.concatenate([live[old], free[new]])
+        w.cancel_many(handle[victims])
+        keep = np.ones(TICK_STEPS, bool)
+        keep[new] = False
+        live[old] = free[keep]
+        free = victims
+        now += 1
+        _, _, keys = w.advance_many(now)
+        if len(keys):
+            handle[keys] = w.add_many(now + 1 + rng.integers(0, HORIZON, len(keys)), keys)
+        events += 2 * TICK_STEPS + len(keys)
+    el = time.perf_counter_ns() - t0
+    w.close()
+    return el / events
+
+
+# ---- instructions ---------------------------------------------------------------
+
+
+def _program():
+    from .toolchain import compile_program
+    return compile_program("wheel_churn", with_runtime=True, cflags=("-O2",))
+
+
+def instructions(kind: str, pending: int, steps: int, bits=DEFAULT, seed: int = 1) -> float:
+    """Instructions per event of the measured loop alone (callgrind,
+    --toggle-collect on churn_steps): a count no cache or neighbour disturbs.
+    Raises RuntimeError when valgrind is missing or fails."""
+    vg = shutil.which("valgrind")
+    if not vg:
+        raise RuntimeError("valgrind not found (apt-get install valgrind)")
+    prog = _program()
+    with tempfile.TemporaryDirectory() as d:
+        out = os.path.join(d, "callgrind.out")
+        cmd = [vg, "--tool=callgrind", f"--callgrind-out-file={out}", "--toggle-collect=churn_steps*",
+               str(prog), str(KINDS[kind]), str(pending), str(steps), str(seed), ",".join(map(str, bits))]
+        cp = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        if cp.returncode != 0:
+            raise RuntimeError(f"callgrind failed ({cp.returncode}): {cp.stderr[-500:]}")
+        text = open(out).read()
+    m = re.search(r"^totals:\s+(\d+)", text, re.M) or re.search(r"^summary:\s+(\d+)", text, re.M)
+    ev = re.search(r"events (\d+)", cp.stdout)
+    if not m or not ev:
+        raise RuntimeError(f"no instruction total or event count in callgrind's output: {cp.stdout!r}")
+    return int(m.group(1)) / int(ev.group(1))
+
+
+# ---- the benchmark ----------------------------------------------------------------
+
+
+def bench(quick: bool | None = None, progress: bool = False, rounds: int | None = None) -> dict:
+    """`yfcore bench wheel`: the churn workload at 1K and 1M pending timers.
+    yf (the C wheel, default shape) and c_heap (C binary heap, indexed
+    cancel) in wall time and in callgrind instructions per event; yf_batch
+    (TimerWheel's batch API from Python) and heapq (lazy deletion) in wall
+    time. Every wall-time competitor runs interleaved in the same rounds."""
+    q = _quick_env() if quick is None else quick
+    n = sizes(q)
+    comp = {}
+    for tag, p in SIZES.items():
+        comp[f"yf {tag}"] = lambda p=p: churn_c("wheel", p, n["c"])
+        comp[f"c_heap {tag}"] = lambda p=p: churn_c("heap", p, n["c"])
+        comp[f"heapq {tag}"] = lambda p=p: churn_heapq(p, n["py"])
+    comp["yf_batch 1m"] = lambda: churn_batch(SIZES["1m"], n["py"])
+    samples = interleaved(comp, rounds=rounds, progress=progress)
+    out = {"yf": {}, "c_heap": {}, "yf_batch": {}, "heapq": {}}
+    raw = {}
+    for name, xs in samples.items():
+        system, tag = name.split()
+        out[system][f"ns_per_event_{tag}"] = summary(xs)
+        raw[name] = xs
+    for system in ("yf", "c_heap"):
+        for tag, p in SIZES.items():
+            # Deterministic counts: one run each is the measurement.
+            out[system][f"instr_per_event_{tag}"] = summary(
+                [instructions("wheel" if system == "yf" else "heap", p, n["valgrind"])])
+    out["ratios"] = {
+        "yf_1m_over_c_heap_1m": ratio(raw["yf 1m"], raw["c_heap 1m"]),
+        "heapq_1m_over_yf_batch_1m": ratio(raw["heapq 1m"], raw["yf_batch 1m"]),
+        "yf_1m_over_yf_1k": ratio(raw["yf 1m"], raw["yf 1k"]),
+        "c_heap_1m_over_c_heap_1k": ratio(raw["c_heap 1m"], raw["c_heap 1k"]),
+    }
+    out["provenance"] = provenance(quick=q)
+    return out
+
+
+def bars_met(result: dict) -> list[tuple[str, float, str, bool]]:
+    """The issue's three speed bars on one bench() result: (bar, measured, wanted, met)."""
+    yf, heap = result["yf"], result["c_heap"]
+    growth_yf = yf["instr_per_event_1m"]["median"] / yf["instr_per_event_1k"]["median"]
+    growth_heap = heap["instr_per_event_1m"]["median"] / heap["instr_per_event_1k"]["median"]
+    wall = result["ratios"]["yf_1m_over_c_heap_1m"]["median"]
+    batch = result["ratios"]["heapq_1m_over_yf_batch_1m"]["median"]
+    return [
+        ("yf instructions/event, 1M over 1K", growth_yf, "<= 1.5", growth_yf <= 1.5),
+        ("c_heap instructions/event, 1M over 1K (larger than yf's)", growth_heap,
+         f"> {growth_yf:.2f}", growth_heap > growth_yf),
+        ("yf wall time at 1M over c_heap's", wall, "<= 1", wall <= 1),
+        ("heapq wall time at 1M over yf_batch's", batch, ">= 10", batch >= 10),
+    ]
+
+
+def ablation(pending=(1_000, 1_000_000), quick: bool | None = None, rounds: int | None = None,
+             progress: bool = False, instr_at=(1_000_000,)) -> dict:
+    """Every shape of SHAPES and the C heap on the churn workload at each
+    size: {(name, pending): {"ns": summary + samples, "instr": per event}},
+    instructions counted (callgrind) at the sizes in `instr_at` only."""
+    q = _quick_env() if quick is None else quick
+    n = sizes(q)
+    comp = {}
+    for p in pending:
+        for name, bits in SHAPES.items():
+            comp[(name, p)] = lambda b=bits, p=p: churn_c("wheel", p, n["c"], b)
+        comp[("binary heap", p)] = lambda p=p: churn_c("heap", p, n["c"])
+    samples = interleaved({f"{k[0]} @ {k[1]}": f for k, f in comp.items()}, rounds=rounds, progress=progress)
+    out = {}
+    for (name, p) in comp:
+        xs = samples[f"{name} @ {p}"]
+        row = {"ns": summary(xs) | {"samples": xs}}
+        if p in instr_at:
+            bits = SHAPES.get(name, DEFAULT)
+            row["instr"] = instructions("heap" if name == "binary heap" else "wheel", p, n["valgrind"], bits)
+        out[(name, p)] = row
+    return out
+
+
+# ---- lateness -------------------------------------------------------------------------
+
+
+def lateness(ncos: int = 200, sleeps: int = 20, max_ms: int = 50, busy_us: int = 100, hogs: int = 2,
+             seed: int = 1) -> np.ndarray:
+    """Lateness in ms (wake-up time minus asked time) of yf_sleep_ms timers in
+    the event loop under load: ncos coroutines sleep 1..max_ms ms `sleeps`
+    times, each spinning busy_us us after waking (load inside the loop), while
+    `hogs` busy processes compete for the CPUs (load outside). Negative values
+    would be early wake-ups."""
+    ffi, lib = _lib()
+    out = np.zeros(ncos * sleeps, np.int64)
+    procs = [subprocess.Popen([sys.executable, "-c", "import time\nt=time.time()\nwhile time.time()-t<120: pass"])
+             for _ in range(hogs)]
+    try:
+        n = lib.yf_bench_loop_lateness(ncos, sleeps, max_ms, busy_us, seed, ffi.from_buffer("int64_t[]", out),
+                                       len(out))
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+    if n < 0:
+        raise OSError(ffi.errno, f"yf_bench_loop_lateness: {os.strerror(ffi.errno)}")
+    return out[:n] / 1e6
+
+
+def lateness_summary(ms: np.ndarray) -> dict:
+    """sleeps, early (count below 0), min, median, p99, max of lateness in ms."""
+    return {"sleeps": int(len(ms)), "early": int((ms < 0).sum()), "min": float(ms.min()),
+            "median": float(np.median(ms)), "p99": float(np.percentile(ms, 99)), "max": float(ms.max())}
+
+
+# ---- pictures -------------------------------------------------------------------------
+
+
+def occupancy_snapshot(bits=DEFAULT, pending: int = 100_000, ticks: int = 3000, seed: int = 1):
+    """A TimerWheel after the churn workload has run `ticks` ticks with
+    `pending` timers (one batch per tick): its per-level slot occupancy and
+    how many timers wait in each place."""
+    from ..wheel import TimerWheel
+
+    rng = np.random.default_rng(seed)
+    w = TimerWheel(bits, capacity=pending + 1)
+    w.add_many(1 + rng.integers(0, HORIZON, pending))
+    for now in range(1, ticks + 1):
+        _, _, keys = w.advance_many(now)
+        if len(keys):
+            w.add_many(now + 1 + rng.integers(0, HORIZON, len(keys)))
+    occ = w.occupancy()
+    info = {"now": w.now, "pending": len(w), "per level": occ.sum(axis=1).tolist(),
+            "beyond the levels": len(w) - int(occ.sum())}
+    w.close()
+    return occ, info
+
+
+def plot_occupancy(occ: np.ndarray, bits, now: int, title: str = "timers per slot"):
+    """One row per level, one cell per slot, colour = timers in it (log
+    scale); a line marks the slot holding `now` on each level."""
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import LogNorm
+
+    fig, axes = plt.subplots(len(bits), 1, figsize=(8, 0.9 * len(bits) + 0.8), layout="constrained",
+                             squeeze=False)
+    shift = 0
+    vmax = max(1, int(occ.max()))
+    for i, b in enumerate(bits):
+        ax = axes[i][0]
+        row = occ[i, : 1 << b].astype(float)
+        im = ax.imshow(np.where(row > 0, row, np.nan)[None, :], aspect="auto", cmap="viridis",
+                       norm=LogNorm(1, vmax), interpolation="nearest")
+        ax.axvline((now >> shift) & ((1 << b) - 1), color="red", lw=1)
+        ax.set_yticks([])
+        ax.set_ylabel(f"level {i}\n{1 << shift} t/slot", rotation=0, ha="right", va="center", fontsize=8)
+        shift += b
+    axes[-1][0].set_xlabel("slot (red: now)")
+    fig.colorbar(im, ax=[a[0] for a in axes], label="timers", shrink=0.8)
+    fig.suptitle(title)
+    return fig
+
+
+def plot_lateness(ms: np.ndarray, title: str = "lateness of loop timers under load"):
+    """Histogram of lateness (log count), with the zero line: nothing may lie left of it."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 3.6), layout="constrained")
+    lo = min(0.0, float(ms.min()))
+    ax.hist(ms, bins=np.linspace(lo, float(ms.max()) + 1e-9, 60), color="C0")
+    ax.axvline(0, color="red", lw=1, label="asked time (earlier = early)")
+    ax.set_yscale("log")
+    ax.set_xlabel("wake-up minus asked time (ms)")
+    ax.set_ylabel("sleeps")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    return fig

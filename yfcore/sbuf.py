@@ -1,0 +1,331 @@
+"""SockBuf: a Pythonic, file-like wrapper of the chunked socket buffer (csrc/sbuf.c).
+
+Positions are byte offsets from the head (0); the cursor is where read, peek
+and seek work; the tail is the end of the data (len(sb)). consume() drops what
+lies before the cursor, and only consume() and truncate() give memory back.
+
+Memoryviews. peek(), peekv() and reserve() hand out memoryviews of the
+buffer's own chunks, without copying (peek copies only when the range
+straddles two chunks, into memory the view owns). Such a view must never
+outlive its chunk, so:
+
+* a view keeps the C buffer alive: dropping or garbage-collecting the SockBuf
+  while a view exists frees nothing;
+* consume(), truncate(), send_to(), take_messages() and close() may free
+  chunks, so they raise BufferError while any view (or a slice of one) is
+  alive, as bytearray does when resized under an export. Release views with
+  ``mv.release()``, a ``with`` block, or ``del``.
+
+A view is a window, not a snapshot: it shows the buffer's bytes as they are
+now; a later write or reserve may reuse memory a stale view still shows.
+Liveness is read from reference counts, which is exact on CPython.
+"""
+import errno as _errno
+import os
+import sys
+
+from ._yfcore import ffi, lib
+
+__all__ = ["SockBuf", "SEEK_SET", "SEEK_CUR", "SEEK_END", "CHUNK_MIN", "CHUNK_MAX"]
+
+SEEK_SET, SEEK_CUR, SEEK_END = lib.YF_SEEK_SET, lib.YF_SEEK_CUR, lib.YF_SEEK_END
+CHUNK_MIN, CHUNK_MAX = 64, 1 << 20
+# Bytes the C side refuses in one request (REQ_MAX in sbuf.c); Python checks
+# it first so that an absurd size names itself.
+_REQ_MAX = 1 << 56
+_FD_MAX = 2**31 - 1
+
+
+def _int(name: str, v, lo: int, hi: int) -> int:
+    if not isinstance(v, int) or isinstance(v, bool):
+        raise TypeError(f"{name} must be an int, got {type(v).__name__}")
+    if not lo <= v <= hi:
+        raise ValueError(f"{name} must be between {lo} and {hi}, got {v}")
+    return v
+
+
+def _fileno(sock) -> int:
+    fd = sock.fileno() if hasattr(sock, "fileno") else sock
+    return _int("fd", fd, 0, _FD_MAX)
+
+
+def _refs_when_unused() -> int:
+    # The reference count a held buffer object shows inside _prune when no
+    # memoryview exports it: measured, not assumed, so the check stays exact.
+    probe = [ffi.buffer(ffi.new("char[1]"))]
+    return [sys.getrefcount(b) for b in probe][0]
+
+
+_UNUSED = _refs_when_unused()
+
+
+class SockBuf:
+    """A ring of chunk_size-byte chunks (a power of two in [64, 1 MiB]) holding
+    at most max_size bytes (0: no limit); writing past max_size raises
+    OSError(ENOBUFS) and loses nothing already stored."""
+
+    def __init__(self, chunk_size: int = 16384, max_size: int = 0):
+        _int("chunk_size", chunk_size, CHUNK_MIN, CHUNK_MAX)
+        if chunk_size & (chunk_size - 1):
+            raise ValueError(f"chunk_size must be a power of two, got {chunk_size}")
+        _int("max_size", max_size, 0, _REQ_MAX)
+        sb = lib.yf_sbuf_new(chunk_size, max_size)
+        if sb == ffi.NULL:
+            raise MemoryError("yf_sbuf_new: out of memory")
+        self._sb = ffi.gc(sb, lib.yf_sbuf_free)
+        self._chunk_size = chunk_size
+        self._max_size = max_size
+        self._exports = []
+
+    # ---- plumbing ----------------------------------------------------------
+
+    def _ptr(self):
+        if self._sb is None:
+            raise ValueError("the SockBuf is closed")
+        return self._sb
+
+    def _prune(self) -> int:
+        self._exports = [b for b in self._exports if sys.getrefcount(b) > _UNUSED]
+        return len(self._exports)
+
+    def _may_free(self, what: str) -> None:
+        live = self._prune()
+        if live:
+            raise BufferError(
+                f"{what}: {live} memoryview(s) from peek()/peekv()/reserve() still alive; "
+                "release them (mv.release(), a with block, or del) first: their chunks may be freed"
+            )
+
+    def _view(self, addr, n: int, writable: bool) -> memoryview:
+        # The pointer carries a do-nothing destructor that holds the C
+        # buffer, so the chunk memory outlives every view of it.
+        keep = ffi.gc(ffi.cast("char *", addr), lambda _p, owner=self._sb: None)
+        buf = ffi.buffer(keep, n)
+        if len(self._exports) >= 64:
+            self._prune()
+        self._exports.append(buf)
+        mv = memoryview(buf)
+        return mv if writable else mv.toreadonly()
+
+    def _error(self, what: str, n: int | None = None) -> Exception:
+        e = ffi.errno
+        if e == _errno.ENOMEM:
+            return MemoryError(f"{what}: out of memory")
+        if e == _errno.ENOBUFS:
+            return OSError(e, f"{what}: {n} more bytes would exceed max_size {self._max_size} "
+                              f"(holding {len(self)}); nothing stored was lost")
+        return OSError(e, f"{what}: {os.strerror(e)}")
+
+    def close(self) -> None:
+        """Free every chunk now (BufferError while views are alive). Idempotent."""
+        if self._sb is not None:
+            self._may_free("close()")
+            ffi.release(self._sb)
+            self._sb = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # ---- file-like ---------------------------------------------------------
+
+    def write(self, data) -> int:
+        """Append bytes-like data at the tail, all or nothing; return its length."""
+        sb = self._ptr()
+        if isinstance(data, str):
+            raise TypeError("data must be a bytes-like object, got str (encode it first)")
+        try:
+            src = ffi.from_buffer(data)
+        except TypeError:
+            raise TypeError(f"data must be a bytes-like object, got {type(data).__name__}") from None
+        n = len(src)
+        if n > _REQ_MAX:
+            raise ValueError(f"write of {n} bytes is absurd (limit {_REQ_MAX})")
+        if lib.yf_sbuf_write(sb, src, n) < 0:
+            raise self._error("write", n)
+        return n
+
+    def read(self, n: int = -1) -> bytes:
+        """Up to n bytes from the cursor (all with n = -1), advancing it; b"" at the tail."""
+        sb = self._ptr()
+        _int("n", n, -1, _REQ_MAX)
+        avail = lib.yf_sbuf_size(sb) - lib.yf_sbuf_tell(sb)
+        n = avail if n < 0 else min(n, avail)
+        out = bytearray(n)
+        got = lib.yf_sbuf_read(sb, ffi.from_buffer(out), n) if n else 0
+        return bytes(out[:got])
+
+    def peek(self, n: int) -> memoryview:
+        """A read-only view of the n bytes at the cursor, which does not move.
+        Zero-copy when they lie in one chunk, else a copy the view owns.
+        ValueError when fewer than n bytes follow the cursor."""
+        sb = self._ptr()
+        _int("n", n, 0, _REQ_MAX)
+        avail = lib.yf_sbuf_size(sb) - lib.yf_sbuf_tell(sb)
+        if n > avail:
+            raise ValueError(f"peek({n}): only {avail} bytes follow the cursor")
+        p = ffi.new("void **")
+        if n == 0:
+            return memoryview(b"")
+        # Without scratch the call succeeds only when no copy is needed.
+        if lib.yf_sbuf_peek(sb, n, p, ffi.NULL) == 0:
+            return self._view(p[0], n, writable=False)
+        scratch = bytearray(n)
+        if lib.yf_sbuf_peek(sb, n, p, ffi.from_buffer(scratch)) < 0:
+            raise self._error("peek")
+        return memoryview(scratch).toreadonly()
+
+    def peekv(self, n: int = -1) -> list[memoryview]:
+        """Read-only zero-copy views of up to n bytes from the cursor (all with
+        -1), one per chunk: what send_to() hands writev."""
+        sb = self._ptr()
+        _int("n", n, -1, _REQ_MAX)
+        avail = lib.yf_sbuf_size(sb) - lib.yf_sbuf_tell(sb)
+        n = avail if n < 0 else min(n, avail)
+        cnt = n // self._chunk_size + 2
+        iov = ffi.new("yf_iovec[]", cnt)
+        k = lib.yf_sbuf_peekv(sb, iov, cnt, n)
+        return [self._view(iov[i].base, iov[i].len, writable=False) for i in range(k)]
+
+    def seek(self, offset: int, whence: int = SEEK_SET) -> int:
+        """Move the cursor (SEEK_SET, SEEK_CUR, SEEK_END as in os); return it.
+        ValueError before the head or past the tail."""
+        sb = self._ptr()
+        _int("offset", offset, -(2**63), 2**63 - 1)
+        _int("whence", whence, 0, 2)
+        pos = lib.yf_sbuf_seek(sb, offset, whence)
+        if pos < 0:
+            raise ValueError(f"seek({offset}, {whence}) lands outside [0, {len(self)}]")
+        return pos
+
+    def tell(self) -> int:
+        return lib.yf_sbuf_tell(self._ptr())
+
+    def __len__(self) -> int:
+        return lib.yf_sbuf_size(self._ptr())
+
+    @property
+    def size(self) -> int:
+        """Bytes held (head to tail)."""
+        return len(self)
+
+    @property
+    def chunk_size(self) -> int:
+        return self._chunk_size
+
+    @property
+    def max_size(self) -> int:
+        return self._max_size
+
+    def truncate(self, size: int | None = None) -> int:
+        """Drop everything after position size (default: the cursor); return size."""
+        sb = self._ptr()
+        size = self.tell() if size is None else size
+        _int("size", size, 0, len(self))
+        self._may_free("truncate()")
+        lib.yf_sbuf_truncate(sb, size)
+        return size
+
+    def consume(self) -> int:
+        """Drop the bytes before the cursor (the head moves to it); return how many."""
+        sb = self._ptr()
+        self._may_free("consume()")
+        return lib.yf_sbuf_consume(sb)
+
+    # ---- zero-copy input and output ---------------------------------------
+
+    def reserve(self, n: int) -> list[memoryview]:
+        """Writable views covering exactly n bytes past the tail (chunks are
+        allocated as needed); fill them, then commit() how many were written.
+        A later write, reserve or truncate cancels the reservation."""
+        sb = self._ptr()
+        _int("n", n, 0, _REQ_MAX)
+        if self._max_size and n > self._max_size - len(self):
+            raise OSError(_errno.ENOBUFS, f"reserve: {n} more bytes would exceed max_size {self._max_size} "
+                                          f"(holding {len(self)}); nothing stored was lost")
+        cnt = n // self._chunk_size + 2
+        try:
+            iov = ffi.new("yf_iovec[]", cnt)
+        except MemoryError:
+            raise MemoryError(f"reserve({n}): out of memory for {cnt} iovecs") from None
+        k = lib.yf_sbuf_reserve(sb, n, iov, cnt)
+        if k < 0:
+            raise self._error("reserve", n)
+        return [self._view(iov[i].base, iov[i].len, writable=True) for i in range(k)]
+
+    def commit(self, n: int) -> None:
+        """Declare the first n reserved bytes written (they join the data)."""
+        sb = self._ptr()
+        _int("n", n, 0, _REQ_MAX)
+        if lib.yf_sbuf_commit(sb, n) < 0:
+            raise ValueError(f"commit({n}) exceeds the outstanding reservation")
+
+    def recv_from(self, sock, n: int = 65536) -> int:
+        """One readv from a socket (or fd) straight into the buffer, at most n
+        bytes; return the count, 0 at EOF. A non-blocking socket with nothing
+        to read raises BlockingIOError."""
+        sb = self._ptr()
+        fd = _fileno(sock)
+        _int("n", n, 1, _REQ_MAX)
+        got = lib.yf_sbuf_recv(sb, fd, n)
+        if got < 0:
+            raise self._error("recv_from", n)
+        return got
+
+    def send_to(self, sock) -> int:
+        """One writev of the bytes from the cursor to a socket (or fd), then
+        consume what was sent (and what lay before the cursor); return the count."""
+        sb = self._ptr()
+        fd = _fileno(sock)
+        self._may_free("send_to()")
+        put = lib.yf_sbuf_send(sb, fd)
+        if put < 0:
+            raise self._error("send_to")
+        return put
+
+    def take_messages(self, n: int, max_len: int = 1 << 20) -> tuple[int, int, int]:
+        """Parse up to n length-prefixed messages (4-byte little-endian length,
+        payload) in C, then consume them: (messages, payload bytes, checksum),
+        the checksum summing len + first + last byte of each. ValueError for a
+        length over max_len (the cursor stays on that message)."""
+        sb = self._ptr()
+        _int("n", n, 0, 2**63 - 1)
+        _int("max_len", max_len, 0, _REQ_MAX)
+        self._may_free("take_messages()")
+        s = ffi.new("uint64_t *")
+        b = ffi.new("uint64_t *")
+        k = lib.yf_sbuf_take_msgs(sb, n, max_len, s, b)
+        if k < 0:
+            if ffi.errno == _errno.EMSGSIZE:
+                raise ValueError(f"a message at the cursor is longer than max_len {max_len}")
+            raise self._error("take_messages")
+        return k, b[0], s[0]
+
+    # ---- inspection --------------------------------------------------------
+
+    def stats(self) -> dict:
+        """size, capacity, chunks, high_water, bytes_in, bytes_out, copied, chunk_allocs, chunk_frees."""
+        st = ffi.new("yf_sbuf_stats *")
+        lib.yf_sbuf_stats_get(self._ptr(), st)
+        return {k: getattr(st, k) for k in ("size", "capacity", "chunks", "high_water", "bytes_in",
+                                            "bytes_out", "copied", "chunk_allocs", "chunk_frees")}
+
+    def check(self) -> None:
+        """Verify every invariant (yf_sbuf_check); AssertionError naming the first violation."""
+        msg = ffi.new("char[256]")
+        if lib.yf_sbuf_check(self._ptr(), msg, 256) != 0:
+            raise AssertionError(f"yf_sbuf_check: {ffi.string(msg).decode()}")
+
+    def layout(self) -> dict:
+        """The chunk ring as it is now: ring_cap, first (slot of chunk 0), head
+        (offset in chunk 0), chunk_size, reserved, cursor, size, and addrs (the
+        chunk addresses in ring order from chunk 0)."""
+        sb = self._ptr()
+        info = ffi.new("uint64_t[6]")
+        st = self.stats()
+        addrs = ffi.new("uint64_t[]", max(1, st["chunks"]))
+        n = lib.yf_sbuf_layout(sb, info, addrs, st["chunks"])
+        keys = ("ring_cap", "first", "head", "chunk_size", "reserved", "chunks")
+        return {**dict(zip(keys, info)), "cursor": self.tell(), "size": len(self), "addrs": list(addrs[0:n])}

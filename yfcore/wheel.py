@@ -1,0 +1,384 @@
+"""TimerWheel: the C hierarchical timer wheel (csrc/wheel.c) for Python.
+
+The timers live in C memory this wrapper owns: one anonymous mapping of
+`capacity` yf_timer records, reserved once (pages are touched only as slots
+are used) so their addresses never move while the wheel links them. The
+mapping is released only after the wheel is freed, and the wheel is freed
+before anything else, so C never sees a timer Python has let go of.
+
+A handle is an int: wheel tag (11 bits) | generation (24 bits) | slot
+(28 bits). A slot's generation changes when its timer is cancelled or
+expires, so a stale handle, a handle of another wheel or a made-up number
+raises LookupError instead of reaching C.
+"""
+import mmap
+import os
+from collections import namedtuple
+from itertools import count
+
+import numpy as np
+
+from ._yfcore import ffi, lib
+
+__all__ = ["TimerWheel", "Expired", "DEFAULT_BITS"]
+
+# 4 levels of 256 slots: 2^32 ticks (49.7 days at 1 ms) inside the wheel, one
+# cascade for most of the churn workload's 10 s deadlines; notebook 05's
+# ablation measures it against tokio's 6 x 64 and the diary's 2-level shape.
+DEFAULT_BITS = (8, 8, 8, 8)
+DEFAULT_CAPACITY = 1 << 22
+
+MAX_LEVELS, MAX_BITS, MAX_TOTAL_BITS = 8, 10, 40
+MAX_TIME = 2**63 - 1
+
+_SLOT_BITS, _GEN_BITS, _TAG_BITS = 28, 24, 11
+_SLOT_MASK = (1 << _SLOT_BITS) - 1
+_GEN_MASK = (1 << _GEN_BITS) - 1
+MAX_CAPACITY = 1 << _SLOT_BITS
+_TIMER_SIZE = ffi.sizeof("yf_timer")
+
+# Tags 1..2047 in turn: two wheels alive at once get different tags unless
+# 2047 wheels were made in between.
+_tags = count()
+
+Expired = namedtuple("Expired", "handle deadline payload")
+
+_FREE, _PENDING, _CANCELLED, _EXPIRED = 0, 1, 2, 3
+_FATE = {_CANCELLED: "was cancelled", _EXPIRED: "has expired"}
+
+
+def _int(name: str, value, lo: int = 0, hi: int = MAX_TIME) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    value = int(value)
+    if not lo <= value <= hi:
+        raise ValueError(f"{name} must be between {lo} and {hi}, got {value}")
+    return value
+
+
+def _array(name: str, values, lo: int = 0, hi: int = MAX_TIME) -> np.ndarray:
+    a = np.asarray(values)
+    if a.ndim != 1:
+        raise ValueError(f"{name} must be a 1-D array, got {a.ndim} dimensions")
+    if a.size == 0:
+        return a.astype(np.int64)
+    if a.dtype.kind not in "iu":
+        raise TypeError(f"{name} must hold integers, got dtype {a.dtype}")
+    # Only the bounds the dtype can cross are checked: batches are hot.
+    info = np.iinfo(a.dtype)
+    low = info.min < lo and a.min() < lo
+    if low or (info.max > hi and a.max() > hi):
+        bad = a[(a < lo) | (a > hi)][0]
+        raise ValueError(f"{name} must lie between {lo} and {hi}, got {bad}")
+    return a
+
+
+class TimerWheel:
+    """A hierarchical timer wheel of integer ticks.
+
+    bits: slots per level as powers of two (level 0 first), 1-8 levels of
+    1-10 bits, 40 bits at most in all; deadlines beyond the last level wait
+    in an overflow list. now: the starting tick. capacity: how many timers
+    may be pending at once (memory is reserved, and touched only as used).
+
+    add(deadline, payload) arms a timer and returns its handle; cancel(handle)
+    disarms it; advance(now) returns the timers that expired, in deadline
+    order (ties in arming order). add_many, cancel_many and advance_many do
+    the same on numpy arrays in one C call each.
+    """
+
+    def __init__(self, bits=DEFAULT_BITS, now: int = 0, capacity: int = DEFAULT_CAPACITY):
+        self._wh = None
+        bits = tuple(bits)
+        if not 1 <= len(bits) <= MAX_LEVELS:
+            raise ValueError(f"bits must name 1 to {MAX_LEVELS} levels, got {len(bits)}")
+        for i, b in enumerate(bits):
+            _int(f"bits[{i}]", b, 1, MAX_BITS)
+        if sum(bits) > MAX_TOTAL_BITS:
+            raise ValueError(f"bits must add up to at most {MAX_TOTAL_BITS}, got {sum(bits)}")
+        now = _int("now", now)
+        self._capacity = _int("capacity", capacity, 1, MAX_CAPACITY)
+        self._bits = tuple(int(b) for b in bits)
+        self._map = mmap.mmap(-1, self._capacity * _TIMER_SIZE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        self._timers = ffi.from_buffer("yf_timer[]", self._map)
+        wh = lib.yf_wheel_new(ffi.new("unsigned[]", list(self._bits)), len(self._bits), now)
+        if wh == ffi.NULL:
+            self._release_memory()
+            e = ffi.errno
+            raise OSError(e, f"yf_wheel_new: {os.strerror(e)}")
+        self._wh = wh
+        self._tag = next(_tags) % ((1 << _TAG_BITS) - 1) + 1
+        # Per slot, Python's own records: generation, state, payload.
+        self._gen = np.zeros(1024, np.int64)
+        self._state = np.zeros(1024, np.int8)
+        self._fate = np.zeros(1024, np.int8)     # how the slot's last timer ended
+        self._payload = np.zeros(1024, np.int64)
+        self._high = 0                          # slots ever handed out
+        self._free = np.zeros(1024, np.int64)   # a stack of reusable slots
+        self._nfree = 0
+        self._buf = 0
+        self._out_p = self._out_d = None
+
+    # ---- lifetime ------------------------------------------------------------------
+
+    def _release_memory(self):
+        ffi.release(self._timers)
+        self._timers = None
+        self._map.close()
+
+    def close(self) -> None:
+        """Free the wheel, then the timers' memory. Idempotent."""
+        if self._wh is not None:
+            lib.yf_wheel_free(self._wh)
+            self._wh = None
+            self._release_memory()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        if getattr(self, "_wh", None) is not None:
+            self.close()
+
+    def _ptr(self):
+        if self._wh is None:
+            raise ValueError("the timer wheel is closed")
+        return self._wh
+
+    # ---- slots and handles ---------------------------------------------------------
+
+    def _grow(self, need: int) -> None:
+        size = len(self._gen)
+        if need <= size:
+            return
+        new = max(need, 2 * size)
+        for name in ("_gen", "_state", "_fate", "_payload", "_free"):
+            old = getattr(self, name)
+            a = np.zeros(new, old.dtype)
+            a[: len(old)] = old
+            setattr(self, name, a)
+
+    def _take(self, n: int) -> np.ndarray:
+        """n free slots (reused ones first); MemoryError past capacity."""
+        reuse = min(n, self._nfree)
+        fresh = n - reuse
+        if self._high + fresh > self._capacity:
+            raise MemoryError(
+                f"the timer wheel holds at most capacity={self._capacity} timers; "
+                f"{len(self) } pending, {n} more asked")
+        self._grow(self._high + fresh)
+        slots = np.empty(n, np.int64)
+        slots[:reuse] = self._free[self._nfree - reuse:self._nfree][::-1]
+        self._nfree -= reuse
+        slots[reuse:] = np.arange(self._high, self._high + fresh)
+        self._high += fresh
+        return slots
+
+    def _give_back(self, slots: np.ndarray, fate: int) -> None:
+        self._gen[slots] = (self._gen[slots] + 1) & _GEN_MASK
+        self._state[slots] = _FREE
+        self._fate[slots] = fate
+        self._free[self._nfree:self._nfree + len(slots)] = slots
+        self._nfree += len(slots)
+
+    def _handles(self, slots: np.ndarray) -> np.ndarray:
+        return (self._tag << (_GEN_BITS + _SLOT_BITS)) | (self._gen[slots] << _SLOT_BITS) | slots
+
+    def _slots_of(self, name: str, handles: np.ndarray) -> np.ndarray:
+        """The slots of pending handles; LookupError names the first bad one."""
+        h = handles.astype(np.int64, copy=False)
+        tag = h >> (_GEN_BITS + _SLOT_BITS)
+        gen = (h >> _SLOT_BITS) & _GEN_MASK
+        slot = h & _SLOT_MASK
+        ok = (tag == self._tag) & (slot < self._high)
+        safe = np.where(ok, slot, 0)
+        ok &= (self._gen[safe] == gen) & (self._state[safe] == _PENDING)
+        if not ok.all():
+            i = int(np.argmin(ok))
+            raise LookupError(f"{name}: {self._why(int(h[i]))}")
+        return slot
+
+    def _why(self, handle: int) -> str:
+        tag = handle >> (_GEN_BITS + _SLOT_BITS)
+        gen = (handle >> _SLOT_BITS) & _GEN_MASK
+        slot = handle & _SLOT_MASK
+        if tag != self._tag or slot >= self._high:
+            return f"handle {handle} was not issued by this wheel"
+        if self._gen[slot] == (gen + 1) & _GEN_MASK:
+            return f"handle {handle} {_FATE[int(self._fate[slot])]}"
+        return f"handle {handle} is stale (its timer was released and the slot reused)"
+
+    # ---- one timer at a time -------------------------------------------------------
+
+    def add(self, deadline: int, payload: int = 0) -> int:
+        """Arm a timer for tick `deadline` (at or before now: due at the next
+        advance) carrying the int `payload`; return its handle."""
+        deadline = _int("deadline", deadline)
+        payload = _int("payload", payload, -(2**63), 2**63 - 1)
+        wh = self._ptr()
+        slot = int(self._take(1)[0])
+        t = self._timers + slot
+        t.payload = slot
+        if lib.yf_wheel_add(wh, t, deadline) != 0:
+            e = ffi.errno
+            self._free[self._nfree] = slot
+            self._nfree += 1
+            raise OSError(e, f"yf_wheel_add: {os.strerror(e)}")
+        self._state[slot] = _PENDING
+        self._payload[slot] = payload
+        return int(self._handles(np.array([slot]))[0])
+
+    def cancel(self, handle: int) -> int:
+        """Disarm a pending timer and return its payload. LookupError for a
+        handle that was cancelled, has expired, or is not this wheel's."""
+        handle = _int("handle", handle, 0, 2**63 - 1)
+        wh = self._ptr()
+        slot = int(self._slots_of("handle", np.array([handle]))[0])
+        if lib.yf_wheel_cancel(wh, self._timers + slot) != 0:
+            e = ffi.errno
+            raise OSError(e, f"yf_wheel_cancel: {os.strerror(e)}")
+        payload = int(self._payload[slot])
+        self._give_back(np.array([slot]), _CANCELLED)
+        return payload
+
+    def advance(self, now: int) -> list:
+        """Move time to `now` and return the expired timers as Expired(handle,
+        deadline, payload) tuples, in deadline order."""
+        h, d, p = self.advance_many(now)
+        return [Expired(*x) for x in zip(h.tolist(), d.tolist(), p.tolist())]
+
+    # ---- batches -------------------------------------------------------------------
+
+    def add_many(self, deadlines, payloads=None) -> np.ndarray:
+        """Arm one timer per deadline (payloads: same length, default 0) in one
+        C call; return their handles (int64)."""
+        d = _array("deadlines", deadlines)
+        if payloads is None:
+            p = np.zeros(len(d), np.int64)
+        else:
+            p = _array("payloads", payloads, -(2**63), 2**63 - 1)
+            if len(p) != len(d):
+                raise ValueError(f"payloads has {len(p)} entries, deadlines {len(d)}")
+        wh = self._ptr()
+        slots = self._take(len(d))
+        idx = slots.astype(np.uint32)
+        dl = np.ascontiguousarray(d, np.uint64)
+        pl = slots.astype(np.uint64)
+        failed = ffi.new("size_t *")
+        n = lib.yf_wheel_add_many(wh, self._timers, ffi.from_buffer("uint32_t[]", idx),
+                                  ffi.from_buffer("uint64_t[]", dl), ffi.from_buffer("uint64_t[]", pl),
+                                  len(d), failed)
+        if n != len(d):
+            # Fresh slots are never pending: reaching this is a wrapper bug.
+            raise RuntimeError(f"yf_wheel_add_many armed {n} of {len(d)} timers")
+        self._state[slots] = _PENDING
+        self._payload[slots] = p
+        return self._handles(slots)
+
+    def cancel_many(self, handles) -> np.ndarray:
+        """Disarm every handle in one C call and return their payloads; all or
+        nothing: LookupError (nothing cancelled) when any handle is not
+        pending or appears twice."""
+        h = _array("handles", handles, 0, 2**63 - 1)
+        wh = self._ptr()
+        slots = self._slots_of("handles", h)
+        ordered = np.sort(slots)
+        if (ordered[1:] == ordered[:-1]).any():
+            raise LookupError("handles: the same handle appears more than once")
+        idx = slots.astype(np.uint32)
+        failed = ffi.new("size_t *")
+        n = lib.yf_wheel_cancel_many(wh, self._timers, ffi.from_buffer("uint32_t[]", idx), len(idx), failed)
+        if n != len(idx):
+            raise RuntimeError(f"yf_wheel_cancel_many disarmed {n} of {len(idx)} timers")
+        payloads = self._payload[slots].copy()
+        self._give_back(slots, _CANCELLED)
+        return payloads
+
+    def advance_many(self, now: int):
+        """Move time to `now`; return (handles, deadlines, payloads) of the
+        expired timers as int64 arrays, in deadline order."""
+        now = _int("now", now)
+        wh = self._ptr()
+        if now < lib.yf_wheel_now(wh):
+            raise ValueError(f"now must not go back: the wheel is at {lib.yf_wheel_now(wh)}, got {now}")
+        parts_s, parts_d = [], []
+        while True:
+            if self._buf == 0:
+                self._buf = 1024
+                self._out_p = np.empty(self._buf, np.uint64)
+                self._out_d = np.empty(self._buf, np.uint64)
+            n = lib.yf_wheel_advance_collect(wh, now, ffi.from_buffer("uint64_t[]", self._out_p),
+                                             ffi.from_buffer("uint64_t[]", self._out_d), self._buf)
+            if n < 0:
+                e = ffi.errno
+                raise OSError(e, f"yf_wheel_advance_collect: {os.strerror(e)}")
+            parts_s.append(self._out_p[:n].astype(np.int64))
+            parts_d.append(self._out_d[:n].astype(np.int64))
+            if n < self._buf:
+                break
+            # Full: the wheel stopped early; take more next time round.
+            self._buf *= 2
+            self._out_p = np.empty(self._buf, np.uint64)
+            self._out_d = np.empty(self._buf, np.uint64)
+        slots = parts_s[0] if len(parts_s) == 1 else np.concatenate(parts_s)
+        deadlines = parts_d[0] if len(parts_d) == 1 else np.concatenate(parts_d)
+        handles = self._handles(slots)
+        payloads = self._payload[slots].copy()
+        self._give_back(slots, _EXPIRED)
+        return handles, deadlines, payloads
+
+    # ---- inspection ----------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return lib.yf_wheel_count(self._ptr())
+
+    @property
+    def now(self) -> int:
+        return lib.yf_wheel_now(self._ptr())
+
+    @property
+    def bits(self) -> tuple:
+        return self._bits
+
+    @property
+    def capacity(self) -> int:
+        return self._capacity
+
+    def next_deadline(self) -> int | None:
+        """A lower bound of the earliest pending deadline (exact for the next
+        few level-0 ticks), or None when nothing is pending."""
+        n = lib.yf_wheel_next(self._ptr())
+        return None if n == 2**64 - 1 else int(n)
+
+    def pending(self, handle: int) -> bool:
+        """True while the handle's timer is armed."""
+        handle = _int("handle", handle, 0, 2**63 - 1)
+        try:
+            self._slots_of("handle", np.array([handle]))
+        except LookupError:
+            return False
+        return True
+
+    def check(self) -> None:
+        """Verify every invariant of the C wheel; AssertionError names the first broken one."""
+        msg = ffi.new("char[256]")
+        if lib.yf_wheel_check(self._ptr(), msg, 256) != 0:
+            raise AssertionError(f"yf_wheel_check: {ffi.string(msg).decode()}")
+
+    def occupancy(self) -> np.ndarray:
+        """Timers per slot: an array of shape (levels, 2**max(bits)), zero-padded."""
+        width = max(self._bits)
+        out = np.zeros(len(self._bits) << width, np.uint32)
+        n = lib.yf_wheel_occupancy(self._ptr(), ffi.from_buffer("uint32_t[]", out), width)
+        if n == 0:
+            e = ffi.errno
+            raise OSError(e, f"yf_wheel_occupancy: {os.strerror(e)}")
+        return out.reshape(len(self._bits), 1 << width)
+
+    def __repr__(self) -> str:
+        if self._wh is None:
+            return "TimerWheel(closed)"
+        return f"TimerWheel(bits={self._bits}, now={self.now}, pending={len(self)})"
