@@ -67,6 +67,7 @@ def _execute(path: Path, env: dict[str, str], out_dir: Path):
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
     from nbconvert import HTMLExporter
+    from nbconvert.preprocessors import CoalesceStreamsPreprocessor
 
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(
@@ -85,6 +86,9 @@ def _execute(path: Path, env: dict[str, str], out_dir: Path):
     except (CellTimeoutError, DeadKernelError) as e:
         error = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
     seconds = time.perf_counter() - start
+    # One stream output per cell and stream, however the kernel chunked it:
+    # the committed outputs then compare equal across runs.
+    nb, _ = CoalesceStreamsPreprocessor().preprocess(nb, {})
     nbformat.write(nb, out_dir / path.name)
     body, _ = HTMLExporter().from_notebook_node(nb)
     (out_dir / f"{path.stem}.html").write_text(body, encoding="utf-8")
