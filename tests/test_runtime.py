@@ -218,7 +218,7 @@ def test_counts_consistency(s):
     c = s.counts()
     assert set(c) == keys and all(v == 0 for v in c.values())
     y = s.spawn("yield_n", 1)
-    b = s.spawn("block_once")
+    s.spawn("block_once")
     n = s.spawn("yield_n", 0)
     n.cancel(0)
     c = s.counts()

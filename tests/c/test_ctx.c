@@ -11,15 +11,7 @@
 #include <string.h>
 
 #include "yfi.h"
-
-/* Survives NDEBUG: a failed check names its line and ends the program. */
-#define CHECK(e)                                                                      \
-    do {                                                                              \
-        if (!(e)) {                                                                   \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #e);     \
-            exit(1);                                                                  \
-        }                                                                             \
-    } while (0)
+#include "check.h"
 
 #define MXCSR_RC 0x6000u /* MXCSR rounding control, bits 13-14 */
 #define X87_RC 0x0c00u   /* x87 control word rounding control, bits 10-11 */

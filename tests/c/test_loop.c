@@ -26,27 +26,7 @@
 #include <unistd.h>
 
 #include "yf.h"
-
-/* Survives NDEBUG: a failed check names its line and ends the program. */
-#define CHECK(e)                                                                      \
-    do {                                                                              \
-        if (!(e)) {                                                                   \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #e);     \
-            exit(1);                                                                  \
-        }                                                                             \
-    } while (0)
-
-#define CHECK_ERR(call, err)                                                          \
-    do {                                                                              \
-        errno = 0;                                                                    \
-        CHECK((intptr_t)(call) == -1 && errno == (err));                              \
-    } while (0)
-
-#define CHECK_NULL(call, err)                                                         \
-    do {                                                                              \
-        errno = 0;                                                                    \
-        CHECK((call) == NULL && errno == (err));                                      \
-    } while (0)
+#include "check.h"
 
 #define MS 1000000ll
 

@@ -12,29 +12,7 @@
 #include <unistd.h>
 
 #include "yf.h"
-
-/* Survives NDEBUG: a failed check names its line and ends the program. */
-#define CHECK(e)                                                                      \
-    do {                                                                              \
-        if (!(e)) {                                                                   \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #e);     \
-            exit(1);                                                                  \
-        }                                                                             \
-    } while (0)
-
-/* Checks a call fails with -1 and this errno. */
-#define CHECK_ERR(call, err)                                                          \
-    do {                                                                              \
-        errno = 0;                                                                    \
-        CHECK((intptr_t)(call) == -1 && errno == (err));                              \
-    } while (0)
-
-/* Checks a constructor fails with NULL and this errno. */
-#define CHECK_NULL(call, err)                                                         \
-    do {                                                                              \
-        errno = 0;                                                                    \
-        CHECK((call) == NULL && errno == (err));                                      \
-    } while (0)
+#include "check.h"
 
 static void valid(const yf_sbuf *sb)
 {

@@ -7,14 +7,7 @@
 #include <string.h>
 
 #include "yf.h"
-
-#define CHECK(e)                                                              \
-    do {                                                                      \
-        if (!(e)) {                                                           \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #e); \
-            exit(1);                                                          \
-        }                                                                     \
-    } while (0)
+#include "check.h"
 
 static void wheel_ok(const yf_wheel *wh)
 {

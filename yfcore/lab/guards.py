@@ -1,10 +1,9 @@
 """Stack-guard experiments (notebook 02): build the guard programs, run them, parse what they say."""
-import json
 import mmap
 import re
 import signal
 
-from .toolchain import compile_program, describe_exit, run_program
+from .toolchain import compile_program, describe_exit, json_lines, run_program
 
 __all__ = [
     "REPORT_RE",
@@ -35,17 +34,8 @@ def _build(name: str, stack_clash: bool = True):
     return compile_program(name, cflags=_cflags(stack_clash), with_runtime=name in _RUNTIME_PROGRAMS)
 
 
-def _json_lines(stdout: str) -> list[dict]:
-    out = []
-    for line in stdout.splitlines():
-        line = line.strip()
-        if line.startswith("{"):
-            out.append(json.loads(line))
-    return out
-
-
 def _last_json(cp, what: str) -> dict:
-    objs = _json_lines(cp.stdout)
+    objs = json_lines(cp.stdout)
     if not objs:
         raise RuntimeError(f"{what}: no JSON on stdout ({describe_exit(cp)}); stderr: {cp.stderr.strip()!r}")
     return objs[-1]
@@ -125,7 +115,7 @@ def overflow(
         return _last_json(cp, "stack_overflow")
     if cp.returncode > 0:
         raise RuntimeError(f"stack_overflow {mode}: {describe_exit(cp)}; stderr: {cp.stderr.strip()!r}")
-    events = [o for o in _json_lines(cp.stdout) if o.get("event") == "overflowing"]
+    events = [o for o in json_lines(cp.stdout) if o.get("event") == "overflowing"]
     printed = events[-1] if events else {}
     m = REPORT_RE.search(cp.stderr)
     fault = int(m["addr"], 16) if m else None

@@ -1,7 +1,6 @@
 """The hook library (csrc/hook/): build it, link programs against it three
 ways, and the experiments of notebook 03 (errno, libmemcached) and the
 `yfcore bench hooks` benchmark. Everything hooked runs in a subprocess."""
-import json
 import os
 import shutil
 import socket
@@ -12,7 +11,7 @@ from pathlib import Path
 
 from .. import _hookbuild
 from .paths import root
-from .toolchain import compile_program, run_program
+from .toolchain import compile_program, json_lines, run_program
 
 __all__ = [
     "VARIANTS", "MODES", "build", "link_flags", "compile_hooked", "run_hooked", "json_lines",
@@ -86,16 +85,6 @@ def compile_hooked(name: str, mode: str = "preload", variant: str = "default",
 def run_hooked(prog: Path, env: dict[str, str], *args, timeout: float = 120) -> subprocess.CompletedProcess:
     """Run a compiled program with its environment (LD_PRELOAD for "preload")."""
     return run_program(prog, *args, env=env or None, timeout=timeout)
-
-
-def json_lines(stdout: str) -> list[dict]:
-    """The JSON objects a program printed, one per line (other lines skipped)."""
-    out = []
-    for line in stdout.splitlines():
-        line = line.strip()
-        if line.startswith("{"):
-            out.append(json.loads(line))
-    return out
 
 
 # ---- libmemcached and memcached -------------------------------------------------

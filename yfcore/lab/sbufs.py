@@ -310,7 +310,7 @@ def burst_verdict(trace: dict) -> dict:
     import statistics
 
     cap = trace["capacity"]
-    s0, s1 = trace["burst_start"], trace["burst_end"]
+    s0 = trace["burst_start"]
     before = statistics.median(cap[s0 // 2:s0])
     peak = max(cap)
     tail = cap[len(cap) - len(cap) // 4:]
@@ -324,7 +324,7 @@ def burst_verdict(trace: dict) -> dict:
 
 def _state(lay: dict, i: int) -> str:
     cs, head = lay["chunk_size"], lay["head"]
-    start, end = i * cs, (i + 1) * cs
+    start = i * cs
     tail = head + lay["size"]
     if start < tail:
         return "data"

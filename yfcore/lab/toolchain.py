@@ -1,5 +1,6 @@
 """Build and run the small C programs in csrc/programs/ as subprocesses."""
 import hashlib
+import json
 import os
 import platform
 import shlex
@@ -11,7 +12,7 @@ from pathlib import Path
 
 from .paths import root
 
-__all__ = ["CompileError", "runtime_sources", "compile_program", "run_program", "describe_exit"]
+__all__ = ["CompileError", "runtime_sources", "compile_program", "run_program", "describe_exit", "json_lines"]
 
 DEFAULT_CFLAGS = ("-std=gnu11", "-O2", "-g")
 
@@ -135,3 +136,14 @@ def describe_exit(cp: subprocess.CompletedProcess) -> str:
         return f"killed by {signal.Signals(-cp.returncode).name}"
     except ValueError:
         return f"killed by signal {-cp.returncode}"
+
+
+def json_lines(stdout: str) -> list[dict]:
+    """The JSON objects a program printed, one per line (other lines skipped):
+    the experiment programs report that way."""
+    out = []
+    for line in stdout.splitlines():
+        line = line.strip()
+        if line.startswith("{"):
+            out.append(json.loads(line))
+    return out
