@@ -33,7 +33,12 @@ def fmt(s: dict, unit: str, scale: float = 1) -> str:
 
 def quantity(x, unit: str) -> str:
     """Format one figure with its unit, "3.2 ns"; a non-number (a seed figure like "~5") as is."""
-    text = f"{x:g}" if isinstance(x, (int, float)) else str(x)
+    if isinstance(x, (int, float)):
+        # Whole numbers in full (4294963200 bytes, not 4.29496e+09), the rest
+        # to six significant digits.
+        text = str(int(x)) if float(x).is_integer() and abs(x) < 1e18 else f"{x:.6g}"
+    else:
+        text = str(x)
     return f"{text} {unit}" if unit else text
 
 
