@@ -56,6 +56,7 @@ void *yfi_ctx_make(void *top, void (*entry)(void *), uint32_t mxcsr, uint16_t x8
 #define CO_FPENV 1u            /* set its own FP environment (FPFAST mode) */
 #define CO_DETACHED 2u
 
+
 /* Ids are (generation << IDX_BITS) | index. An index is reused only with a
  * new generation, so a reaped coroutine's id never finds its successor. */
 #define IDX_BITS 24
@@ -90,8 +91,9 @@ struct yf_sched {
     struct yf_co root;          /* the context that called resume from outside */
     struct yf_co ready;         /* sentinel of the circular ready queue */
     unsigned flags;
-    /* Non-zero when a switch must do more than the register swap: tracing or
-     * the FP-fast mode's checks. One test on the hot path. */
+    /* Non-zero when a switch must do more than the default register swap:
+     * tracing, errno hand-over, the FP-fast mode. One test on the hot path;
+     * measured, testing FPFAST outside it cost the default mode ~0.3 ns. */
     unsigned slow;
     struct yfi_pool pool;
     struct yf_co **chunks;      /* id index -> coroutine */

@@ -18,7 +18,8 @@ if machine not in ARCH_SOURCES:
     )
 
 DEBUG = os.environ.get("YF_DEBUG", "") not in ("", "0")
-CFLAGS = ["-std=gnu11", "-fstack-clash-protection", "-fno-semantic-interposition", "-Wall", "-Wextra", "-Wno-unused-parameter"]
+CFLAGS = ["-std=gnu11", "-fstack-clash-protection", "-fno-semantic-interposition", "-Wall", "-Wextra", "-Wno-unused-parameter",
+          "-Werror=implicit-function-declaration"]
 CFLAGS += ["-O1", "-g", "-DYF_DEBUG"] if DEBUG else ["-O2"]
 
 

@@ -83,13 +83,18 @@ def _boost():
 
 def switch(quick: bool | None = None, progress: bool = False, rounds: int | None = None) -> dict:
     """One-way switch (resume + yield round trip / 2) in ns: yfcore through its
-    scheduler (default and FP-fast mode), glibc ucontext, Boost fcontext."""
+    scheduler (default and FP-fast mode) and bare (yf_raw*), glibc ucontext,
+    Boost fcontext."""
     lib = _lib()
     n = sizes(quick)
     fast, slow = n["switch"], n["switch_slow"]
     comp = {
         "yf": _per_switch(lib.yf_bench_switch_yf, fast, 0, STACK, 0),
         "yf_fpfast": _per_switch(lib.yf_bench_switch_yf, fast, lib.YF_SCHED_FPFAST, STACK, 0),
+        # The bare switch between two contexts, without the scheduler: what
+        # Boost's and ucontext's figures are, and what the scheduler adds.
+        "yf_raw": _per_switch(lib.yf_bench_ctx, fast, lib.YF_CTX_FULL, 0),
+        "yf_raw_fpfast": _per_switch(lib.yf_bench_ctx, fast, lib.YF_CTX_NOFP, 0),
         "ucontext": _per_switch(lib.yf_bench_switch_ucontext, slow, STACK),
     }
     boost = _per_switch(lib.yf_bench_switch_fcontext, fast, STACK)
@@ -236,10 +241,14 @@ def speed_bars(switch_result: dict, create_result: dict) -> list[tuple[str, floa
         return lab_ratio(d[a]["samples"], d[b]["samples"])["median"]
 
     rows = [("default switch: ucontext / yf", ratio(sw, "ucontext", "yf"), ">= 40"),
+            ("  bare switch: ucontext / yf_raw", ratio(sw, "ucontext", "yf_raw"), ">= 40"),
             ("create+3+exit: yf / ucontext", ratio(cr, "yf", "ucontext"), ">= 40")]
     if "boost_fcontext" in sw:
         rows += [("default switch: yf / boost_fcontext", ratio(sw, "yf", "boost_fcontext"), "<= 1"),
+                 ("  bare switch: yf_raw / boost_fcontext", ratio(sw, "yf_raw", "boost_fcontext"), "<= 1"),
                  ("FP-fast switch: yf_fpfast / boost_fcontext", ratio(sw, "yf_fpfast", "boost_fcontext"),
+                  "<= 0.5"),
+                 ("  bare: yf_raw_fpfast / boost_fcontext", ratio(sw, "yf_raw_fpfast", "boost_fcontext"),
                   "<= 0.5"),
                  ("create+3+exit: yf / boost_fcontext", ratio(cr, "yf", "boost_fcontext"), ">= 1"),
                  ("create+3+exit: yf_fpfast / boost_fcontext", ratio(cr, "yf_fpfast", "boost_fcontext"),
