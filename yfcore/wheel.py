@@ -10,7 +10,14 @@ A handle is an int: wheel tag (11 bits) | generation (24 bits) | slot
 (28 bits). A slot's generation changes when its timer is cancelled or
 expires, so a stale handle, a handle of another wheel or a made-up number
 raises LookupError instead of reaching C.
+
+Python keeps one int64 per slot, the slot's handle while its timer is
+pending and the bitwise complement of the handle it hands out next while
+it is free (never negative vs. never), so checking a batch of handles is
+one gather and one compare. The C record's payload holds the handle, so an
+expiry names its handle with no lookup; the caller's payloads stay here.
 """
+import errno
 import mmap
 import os
 from collections import namedtuple
@@ -34,6 +41,8 @@ MAX_TIME = 2**63 - 1
 _SLOT_BITS, _GEN_BITS, _TAG_BITS = 28, 24, 11
 _SLOT_MASK = (1 << _SLOT_BITS) - 1
 _GEN_MASK = (1 << _GEN_BITS) - 1
+_GEN_ONE = 1 << _SLOT_BITS
+_GEN_FIELD = _GEN_MASK << _SLOT_BITS
 MAX_CAPACITY = 1 << _SLOT_BITS
 _TIMER_SIZE = ffi.sizeof("yf_timer")
 
@@ -43,8 +52,10 @@ _tags = count()
 
 Expired = namedtuple("Expired", "handle deadline payload")
 
-_FREE, _PENDING, _CANCELLED, _EXPIRED = 0, 1, 2, 3
+_CANCELLED, _EXPIRED = 2, 3
 _FATE = {_CANCELLED: "was cancelled", _EXPIRED: "has expired"}
+# np.iinfo is slow to build, and batches check bounds on every call.
+_LIMITS = {np.dtype(t): np.iinfo(t) for t in np.typecodes["AllInteger"]}
 
 
 def _int(name: str, value, lo: int = 0, hi: int = MAX_TIME) -> int:
@@ -65,7 +76,7 @@ def _array(name: str, values, lo: int = 0, hi: int = MAX_TIME) -> np.ndarray:
     if a.dtype.kind not in "iu":
         raise TypeError(f"{name} must hold integers, got dtype {a.dtype}")
     # Only the bounds the dtype can cross are checked: batches are hot.
-    info = np.iinfo(a.dtype)
+    info = _LIMITS[a.dtype]
     low = info.min < lo and a.min() < lo
     if low or (info.max > hi and a.max() > hi):
         bad = a[(a < lo) | (a > hi)][0]
@@ -108,16 +119,16 @@ class TimerWheel:
             raise OSError(e, f"yf_wheel_new: {os.strerror(e)}")
         self._wh = wh
         self._tag = next(_tags) % ((1 << _TAG_BITS) - 1) + 1
-        # Per slot, Python's own records: generation, state, payload.
-        self._gen = np.zeros(1024, np.int64)
-        self._state = np.zeros(1024, np.int8)
-        self._fate = np.zeros(1024, np.int8)     # how the slot's last timer ended
+        # Per slot, Python's own records: handle (see the module docstring;
+        # -1 past _high), how its last timer ended, the caller's payload.
+        self._hand = np.full(1024, -1, np.int64)
+        self._fate = np.zeros(1024, np.int8)
         self._payload = np.zeros(1024, np.int64)
         self._high = 0                          # slots ever handed out
-        self._free = np.zeros(1024, np.int64)   # a stack of reusable slots
+        self._free = np.zeros(1024, np.uint32)  # a stack of reusable slots
         self._nfree = 0
-        self._buf = 0
-        self._out_p = self._out_d = None
+        self._tag_bits = self._tag << (_GEN_BITS + _SLOT_BITS)
+        self._out_h = self._out_d = None
 
     # ---- lifetime ------------------------------------------------------------------
 
@@ -151,55 +162,59 @@ class TimerWheel:
     # ---- slots and handles ---------------------------------------------------------
 
     def _grow(self, need: int) -> None:
-        size = len(self._gen)
+        size = len(self._hand)
         if need <= size:
             return
         new = max(need, 2 * size)
-        for name in ("_gen", "_state", "_fate", "_payload", "_free"):
+        for name, fill in (("_hand", -1), ("_fate", 0), ("_payload", 0), ("_free", 0)):
             old = getattr(self, name)
-            a = np.zeros(new, old.dtype)
+            a = np.full(new, fill, old.dtype)
             a[: len(old)] = old
             setattr(self, name, a)
 
     def _take(self, n: int) -> np.ndarray:
-        """n free slots (reused ones first); MemoryError past capacity."""
-        reuse = min(n, self._nfree)
+        """n free slots (uint32, reused ones first); MemoryError past capacity."""
+        if n <= self._nfree:
+            self._nfree -= n
+            return self._free[self._nfree:self._nfree + n][::-1].copy()
+        reuse = self._nfree
         fresh = n - reuse
         if self._high + fresh > self._capacity:
             raise MemoryError(
                 f"the timer wheel holds at most capacity={self._capacity} timers; "
                 f"{len(self) } pending, {n} more asked")
         self._grow(self._high + fresh)
-        slots = np.empty(n, np.int64)
-        slots[:reuse] = self._free[self._nfree - reuse:self._nfree][::-1]
-        self._nfree -= reuse
-        slots[reuse:] = np.arange(self._high, self._high + fresh)
+        slots = np.empty(n, np.uint32)
+        slots[:reuse] = self._free[:reuse][::-1]
+        self._nfree = 0
+        slots[reuse:] = np.arange(self._high, self._high + fresh, dtype=np.uint32)
+        # A fresh slot's first handle has generation 0.
+        self._hand[self._high:self._high + fresh] = ~(self._tag_bits | slots[reuse:].astype(np.int64))
         self._high += fresh
         return slots
 
-    def _give_back(self, slots: np.ndarray, fate: int) -> None:
-        self._gen[slots] = (self._gen[slots] + 1) & _GEN_MASK
-        self._state[slots] = _FREE
+    def _give_back(self, handles: np.ndarray, slots: np.ndarray, fate: int) -> None:
+        """Free the slots of these (validated, just released) handles: each
+        slot's next handle is its generation plus one, wrapping in its field."""
+        nxt = (handles & ~_GEN_FIELD) | ((handles + _GEN_ONE) & _GEN_FIELD)
+        self._hand[slots] = ~nxt
         self._fate[slots] = fate
         self._free[self._nfree:self._nfree + len(slots)] = slots
         self._nfree += len(slots)
 
-    def _handles(self, slots: np.ndarray) -> np.ndarray:
-        return (self._tag << (_GEN_BITS + _SLOT_BITS)) | (self._gen[slots] << _SLOT_BITS) | slots
-
-    def _slots_of(self, name: str, handles: np.ndarray) -> np.ndarray:
-        """The slots of pending handles; LookupError names the first bad one."""
+    def _slots_of(self, name: str, handles: np.ndarray) -> tuple:
+        """(int64 handles, their slots) of pending handles; LookupError names
+        the first bad one.
+        A slot's record equals a handle only while that very handle is
+        pending (tag, generation and slot all match), and no record past
+        _high is a valid handle, so clipping out-of-range slots is safe."""
         h = handles.astype(np.int64, copy=False)
-        tag = h >> (_GEN_BITS + _SLOT_BITS)
-        gen = (h >> _SLOT_BITS) & _GEN_MASK
         slot = h & _SLOT_MASK
-        ok = (tag == self._tag) & (slot < self._high)
-        safe = np.where(ok, slot, 0)
-        ok &= (self._gen[safe] == gen) & (self._state[safe] == _PENDING)
+        ok = np.take(self._hand, slot, mode="clip") == h
         if not ok.all():
             i = int(np.argmin(ok))
             raise LookupError(f"{name}: {self._why(int(h[i]))}")
-        return slot
+        return h, slot
 
     def _why(self, handle: int) -> str:
         tag = handle >> (_GEN_BITS + _SLOT_BITS)
@@ -207,7 +222,9 @@ class TimerWheel:
         slot = handle & _SLOT_MASK
         if tag != self._tag or slot >= self._high:
             return f"handle {handle} was not issued by this wheel"
-        if self._gen[slot] == (gen + 1) & _GEN_MASK:
+        rec = int(self._hand[slot])
+        # The slot's generation now: its pending timer's, or the next one's.
+        if ((max(rec, ~rec) >> _SLOT_BITS) & _GEN_MASK) == (gen + 1) & _GEN_MASK:
             return f"handle {handle} {_FATE[int(self._fate[slot])]}"
         return f"handle {handle} is stale (its timer was released and the slot reused)"
 
@@ -220,28 +237,29 @@ class TimerWheel:
         payload = _int("payload", payload, -(2**63), 2**63 - 1)
         wh = self._ptr()
         slot = int(self._take(1)[0])
+        handle = ~int(self._hand[slot])
         t = self._timers + slot
-        t.payload = slot
+        t.payload = handle
         if lib.yf_wheel_add(wh, t, deadline) != 0:
             e = ffi.errno
             self._free[self._nfree] = slot
             self._nfree += 1
             raise OSError(e, f"yf_wheel_add: {os.strerror(e)}")
-        self._state[slot] = _PENDING
+        self._hand[slot] = handle
         self._payload[slot] = payload
-        return int(self._handles(np.array([slot]))[0])
+        return handle
 
     def cancel(self, handle: int) -> int:
         """Disarm a pending timer and return its payload. LookupError for a
         handle that was cancelled, has expired, or is not this wheel's."""
         handle = _int("handle", handle, 0, 2**63 - 1)
         wh = self._ptr()
-        slot = int(self._slots_of("handle", np.array([handle]))[0])
-        if lib.yf_wheel_cancel(wh, self._timers + slot) != 0:
+        h, slots = self._slots_of("handle", np.array([handle], np.int64))
+        if lib.yf_wheel_cancel(wh, self._timers + int(slots[0])) != 0:
             e = ffi.errno
             raise OSError(e, f"yf_wheel_cancel: {os.strerror(e)}")
-        payload = int(self._payload[slot])
-        self._give_back(np.array([slot]), _CANCELLED)
+        payload = int(self._payload[slots[0]])
+        self._give_back(h, slots, _CANCELLED)
         return payload
 
     def advance(self, now: int) -> list:
@@ -257,26 +275,28 @@ class TimerWheel:
         C call; return their handles (int64)."""
         d = _array("deadlines", deadlines)
         if payloads is None:
-            p = np.zeros(len(d), np.int64)
+            p = 0
         else:
             p = _array("payloads", payloads, -(2**63), 2**63 - 1)
             if len(p) != len(d):
                 raise ValueError(f"payloads has {len(p)} entries, deadlines {len(d)}")
         wh = self._ptr()
         slots = self._take(len(d))
-        idx = slots.astype(np.uint32)
-        dl = np.ascontiguousarray(d, np.uint64)
-        pl = slots.astype(np.uint64)
-        failed = ffi.new("size_t *")
-        n = lib.yf_wheel_add_many(wh, self._timers, ffi.from_buffer("uint32_t[]", idx),
-                                  ffi.from_buffer("uint64_t[]", dl), ffi.from_buffer("uint64_t[]", pl),
-                                  len(d), failed)
+        handles = ~self._hand[slots]
+        # Validated non-negative, so an int64 array is its own uint64 view.
+        if d.dtype == np.int64 and d.flags.c_contiguous:
+            dl = d.view(np.uint64)
+        else:
+            dl = np.ascontiguousarray(d, np.uint64)
+        n = lib.yf_wheel_add_many(wh, self._timers, ffi.from_buffer("uint32_t[]", slots),
+                                  ffi.from_buffer("uint64_t[]", dl), ffi.from_buffer("uint64_t[]", handles),
+                                  len(d), ffi.NULL)
         if n != len(d):
-            # Fresh slots are never pending: reaching this is a wrapper bug.
+            # Free slots are never pending: reaching this is a wrapper bug.
             raise RuntimeError(f"yf_wheel_add_many armed {n} of {len(d)} timers")
-        self._state[slots] = _PENDING
+        self._hand[slots] = handles
         self._payload[slots] = p
-        return self._handles(slots)
+        return handles
 
     def cancel_many(self, handles) -> np.ndarray:
         """Disarm every handle in one C call and return their payloads; all or
@@ -284,17 +304,17 @@ class TimerWheel:
         pending or appears twice."""
         h = _array("handles", handles, 0, 2**63 - 1)
         wh = self._ptr()
-        slots = self._slots_of("handles", h)
-        ordered = np.sort(slots)
-        if (ordered[1:] == ordered[:-1]).any():
-            raise LookupError("handles: the same handle appears more than once")
+        h, slots = self._slots_of("handles", h)
+        if len(slots) > 1:
+            ordered = np.sort(slots)
+            if (ordered[1:] == ordered[:-1]).any():
+                raise LookupError("handles: the same handle appears more than once")
         idx = slots.astype(np.uint32)
-        failed = ffi.new("size_t *")
-        n = lib.yf_wheel_cancel_many(wh, self._timers, ffi.from_buffer("uint32_t[]", idx), len(idx), failed)
+        n = lib.yf_wheel_cancel_many(wh, self._timers, ffi.from_buffer("uint32_t[]", idx), len(idx), ffi.NULL)
         if n != len(idx):
             raise RuntimeError(f"yf_wheel_cancel_many disarmed {n} of {len(idx)} timers")
-        payloads = self._payload[slots].copy()
-        self._give_back(slots, _CANCELLED)
+        payloads = self._payload[slots]
+        self._give_back(h, slots, _CANCELLED)
         return payloads
 
     def advance_many(self, now: int):
@@ -302,33 +322,36 @@ class TimerWheel:
         expired timers as int64 arrays, in deadline order."""
         now = _int("now", now)
         wh = self._ptr()
-        if now < lib.yf_wheel_now(wh):
-            raise ValueError(f"now must not go back: the wheel is at {lib.yf_wheel_now(wh)}, got {now}")
-        parts_s, parts_d = [], []
+        if self._out_h is None:
+            self._out_buffers(1024)
+        parts_h, parts_d = [], []
         while True:
-            if self._buf == 0:
-                self._buf = 1024
-                self._out_p = np.empty(self._buf, np.uint64)
-                self._out_d = np.empty(self._buf, np.uint64)
-            n = lib.yf_wheel_advance_collect(wh, now, ffi.from_buffer("uint64_t[]", self._out_p),
-                                             ffi.from_buffer("uint64_t[]", self._out_d), self._buf)
+            n = lib.yf_wheel_advance_collect(wh, now, self._out_hc, self._out_dc, len(self._out_h))
             if n < 0:
                 e = ffi.errno
+                if e == errno.EINVAL:
+                    raise ValueError(f"now must not go back: the wheel is at {lib.yf_wheel_now(wh)}, got {now}")
                 raise OSError(e, f"yf_wheel_advance_collect: {os.strerror(e)}")
-            parts_s.append(self._out_p[:n].astype(np.int64))
-            parts_d.append(self._out_d[:n].astype(np.int64))
-            if n < self._buf:
+            parts_h.append(self._out_h[:n].copy())
+            parts_d.append(self._out_d[:n].copy())
+            if n < len(self._out_h):
                 break
             # Full: the wheel stopped early; take more next time round.
-            self._buf *= 2
-            self._out_p = np.empty(self._buf, np.uint64)
-            self._out_d = np.empty(self._buf, np.uint64)
-        slots = parts_s[0] if len(parts_s) == 1 else np.concatenate(parts_s)
+            self._out_buffers(2 * len(self._out_h))
+        handles = parts_h[0] if len(parts_h) == 1 else np.concatenate(parts_h)
         deadlines = parts_d[0] if len(parts_d) == 1 else np.concatenate(parts_d)
-        handles = self._handles(slots)
-        payloads = self._payload[slots].copy()
-        self._give_back(slots, _EXPIRED)
+        slots = handles & _SLOT_MASK
+        payloads = self._payload[slots]
+        self._give_back(handles, slots, _EXPIRED)
         return handles, deadlines, payloads
+
+    def _out_buffers(self, size: int) -> None:
+        """advance_collect's output arrays (handles are the records' payloads;
+        deadlines are below 2**63), with their cffi views made once."""
+        self._out_h = np.empty(size, np.int64)
+        self._out_d = np.empty(size, np.int64)
+        self._out_hc = ffi.from_buffer("uint64_t[]", self._out_h)
+        self._out_dc = ffi.from_buffer("uint64_t[]", self._out_d)
 
     # ---- inspection ----------------------------------------------------------------
 
