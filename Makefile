@@ -1,11 +1,11 @@
 VENV ?= .venv
 PYTHON ?= python3
 STAMP := $(VENV)/.yfcore-installed
-CSRC := $(wildcard csrc/*.c csrc/*.h csrc/*.S csrc/hook/*.c csrc/hook/*.h)
+CSRC := $(wildcard csrc/*.c csrc/*.h csrc/*.S csrc/*.inc csrc/lab/*.c csrc/lab/*.h csrc/lab/*.S csrc/hook/*.c csrc/hook/*.h)
 
 .PHONY: report test build reference clean
 
-$(STAMP): pyproject.toml setup.py yfcore/_build.py yfcore/_hookbuild.py $(CSRC)
+$(STAMP): pyproject.toml setup.py yfcore/_sources.py yfcore/_build.py yfcore/_hookbuild.py $(CSRC)
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -U pip setuptools wheel cffi
 	$(VENV)/bin/pip install -e '.[dev]'

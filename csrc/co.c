@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "yfi.h"
 
@@ -20,15 +19,6 @@ _Static_assert(offsetof(struct yfi_frame, rbx) == 40, "frame table in ctx_x86_64
 _Static_assert(offsetof(struct yfi_frame, rbp) == 48, "frame table in ctx_x86_64.S");
 _Static_assert(offsetof(struct yfi_frame, rip) == 56, "frame table in ctx_x86_64.S");
 _Static_assert(sizeof(struct yfi_frame) == 64, "frame table in ctx_x86_64.S");
-
-const yfi_ctx_fn yfi_ctx_variants[YF_CTX_NVARIANTS] = {
-    [YF_CTX_FULL] = yfi_ctx_full,
-    [YF_CTX_FULL_RET] = yfi_ctx_full_ret,
-    [YF_CTX_FULL_ALWAYS] = yfi_ctx_full_always,
-    [YF_CTX_MXCSR_CMP] = yfi_ctx_mxcsr_cmp,
-    [YF_CTX_NOFP] = yfi_ctx_nofp,
-    [YF_CTX_NOFP_RET] = yfi_ctx_nofp_ret,
-};
 
 void yfi_assert_fail(const char *e, const char *file, int line)
 {
@@ -134,18 +124,11 @@ static inline void unlink_ready(yf_sched *s, struct yf_co *co)
 
 /* ---- trace ----------------------------------------------------------------- */
 
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 static __attribute__((noinline, cold)) void trace_switch(yf_sched *s, struct yf_co *from,
                                                           struct yf_co *to, int reason)
 {
     yf_trace_rec *r = &s->trace[s->trace_len++ % s->trace_cap];
-    r->t_ns = now_ns();
+    r->t_ns = yfi_now_ns();
     r->from_id = from->id;
     r->to_id = to->id;
     r->reason = (uint64_t)reason;

@@ -32,7 +32,8 @@
  * resumed side sees `value` as the return value of its own switch call (or,
  * for a fresh context, as the argument of its entry function).
  *
- * Variants (see yf.h YF_CTX_*; the notebook 01 ablation times them):
+ * Variants (see lab/lab.h YF_CTX_*; the notebook 01 ablation times them;
+ * the runtime carries full and nofp, lab/ctx_variants_x86_64.S the rest):
  *   full        MXCSR saved and loaded always, x87 control word saved always
  *               and loaded only when it differs (fldcw is microcoded and
  *               slow; stmxcsr/ldmxcsr are cheap enough to do always, and a
@@ -58,90 +59,7 @@
 
     .text
 
-/* fpsave: 0 none, 1 both saved. fpload: 0 none, 1 MXCSR always and x87 CW
- * when different, 2 both always, 3 both when different. end: 0 pop+jmp,
- * 1 ret. */
-.macro SWITCH name, fpsave, fpload, end
-    .globl \name
-    .hidden \name
-    .type \name, @function
-    .p2align 4
-\name:
-    .cfi_startproc
-    pushq   %rbp
-    .cfi_adjust_cfa_offset 8
-    pushq   %rbx
-    .cfi_adjust_cfa_offset 8
-    pushq   %r15
-    .cfi_adjust_cfa_offset 8
-    pushq   %r14
-    .cfi_adjust_cfa_offset 8
-    pushq   %r13
-    .cfi_adjust_cfa_offset 8
-    pushq   %r12
-    .cfi_adjust_cfa_offset 8
-    subq    $8, %rsp
-    .cfi_adjust_cfa_offset 8
-.if \fpsave
-    stmxcsr (%rsp)
-    fnstcw  4(%rsp)
-.endif
-    movq    %rsp, %rcx
-    movq    %rsp, (%rdi)
-    movq    %rsi, %rsp
-.if \end == 0
-    /* Fetch the resume address first: the jump's target is then known long
-     * before the restores retire. */
-    movq    56(%rsp), %r8
-.endif
-.if \fpload == 1
-    ldmxcsr (%rsp)
-    movzwl  4(%rsp), %eax
-    cmpw    4(%rcx), %ax
-    je      1f
-    fldcw   4(%rsp)
-1:
-.elseif \fpload == 2
-    ldmxcsr (%rsp)
-    fldcw   4(%rsp)
-.elseif \fpload == 3
-    movl    (%rsp), %eax
-    cmpl    (%rcx), %eax
-    je      2f
-    ldmxcsr (%rsp)
-2:
-    movzwl  4(%rsp), %eax
-    cmpw    4(%rcx), %ax
-    je      3f
-    fldcw   4(%rsp)
-3:
-.endif
-    addq    $8, %rsp
-    .cfi_adjust_cfa_offset -8
-    popq    %r12
-    .cfi_adjust_cfa_offset -8
-    popq    %r13
-    .cfi_adjust_cfa_offset -8
-    popq    %r14
-    .cfi_adjust_cfa_offset -8
-    popq    %r15
-    .cfi_adjust_cfa_offset -8
-    popq    %rbx
-    .cfi_adjust_cfa_offset -8
-    popq    %rbp
-    .cfi_adjust_cfa_offset -8
-    movq    %rdx, %rax
-.if \end
-    ret
-.else
-    .cfi_register rip, r8
-    addq    $8, %rsp
-    .cfi_adjust_cfa_offset -8
-    jmp     *%r8
-.endif
-    .cfi_endproc
-    .size \name, .-\name
-.endm
+#include "ctx_x86_64.inc"
 
 /* co.c's resume and yield end in a tail call to a switch and return its
  * value as an int: these aliases give them a prototype that says so. */
@@ -155,11 +73,7 @@
     .set yfi_ctx_nofp_int, yfi_ctx_nofp
 
     SWITCH yfi_ctx_full,        1, 1, 0
-    SWITCH yfi_ctx_full_ret,    1, 1, 1
-    SWITCH yfi_ctx_full_always, 1, 2, 0
-    SWITCH yfi_ctx_mxcsr_cmp,   1, 3, 0
     SWITCH yfi_ctx_nofp,        0, 0, 0
-    SWITCH yfi_ctx_nofp_ret,    0, 0, 1
 
 /* First code a fresh context runs: yfi_ctx_make put the entry function in
  * %rbx's slot; the switch left the transfer value in %rax. The entry

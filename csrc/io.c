@@ -5,7 +5,6 @@
 #include <limits.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "yfi.h"
@@ -18,13 +17,6 @@ _Static_assert(sizeof(yf_iovec) == sizeof(struct iovec), "yf_iovec is struct iov
 /* iovecs handed to one sendmsg; the window lives on the coroutine's stack. */
 #define IOV_WINDOW 64
 
-static uint64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 /* UINT64_MAX for no timeout. */
 static int deadline_of(int64_t timeout_ms, uint64_t *deadline)
 {
@@ -32,7 +24,7 @@ static int deadline_of(int64_t timeout_ms, uint64_t *deadline)
         errno = EINVAL;
         return -1;
     }
-    *deadline = timeout_ms < 0 ? UINT64_MAX : mono_ns() + (uint64_t)timeout_ms * NS_PER_MS;
+    *deadline = timeout_ms < 0 ? UINT64_MAX : yfi_now_ns() + (uint64_t)timeout_ms * NS_PER_MS;
     return 0;
 }
 
@@ -44,7 +36,7 @@ static int wait_until(int fd, unsigned events, uint64_t deadline)
 {
     int64_t ms = -1;
     if (deadline != UINT64_MAX) {
-        uint64_t now = mono_ns();
+        uint64_t now = yfi_now_ns();
         if (now >= deadline) {
             errno = ETIMEDOUT;
             return -1;

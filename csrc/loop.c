@@ -74,13 +74,6 @@ static __thread yf_loop *running_loop __attribute__((tls_model("initial-exec")))
 static pthread_mutex_t all_lock = PTHREAD_MUTEX_INITIALIZER;
 static yf_loop *all_loops;
 
-static uint64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 /* ---- life of a loop -------------------------------------------------------- */
 
 yf_loop *yf_loop_new(yf_sched *s)
@@ -95,7 +88,7 @@ yf_loop *yf_loop_new(yf_sched *s)
         return NULL;
     }
     lp->s = s;
-    lp->now = mono_ns();
+    lp->now = yfi_now_ns();
     /* tokio's shape: 6 levels of 64 slots of 1 ms cover 2^36 ms (2.2 years);
      * longer timeouts wait in the wheel's overflow list. */
     static const unsigned bits[6] = {6, 6, 6, 6, 6, 6};
@@ -261,7 +254,7 @@ static int64_t poll_timeout(yf_loop *lp)
     uint64_t next = yf_wheel_next(lp->wh);
     if (next == UINT64_MAX)
         return -1;
-    uint64_t due = next * NS_PER_TICK, now = mono_ns();
+    uint64_t due = next * NS_PER_TICK, now = yfi_now_ns();
     if (due <= now)
         return 0;
     return due - now > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)(due - now);
@@ -295,7 +288,7 @@ static int poll_once(yf_loop *lp, int64_t timeout_ns)
     if (n < 0)
         return -1;
     lp->n.iterations++;
-    lp->now = mono_ns();
+    lp->now = yfi_now_ns();
     for (int i = 0; i < n; i++)
         dispatch(lp, (int)lp->evs[i].data.u64, lp->evs[i].events);
     int64_t fired = yf_wheel_advance(lp->wh, lp->now / NS_PER_TICK);
@@ -374,7 +367,7 @@ static void arm_timer(yf_loop *lp, struct wait *w, int64_t timeout_ms)
 {
     uint64_t deadline = yf_wheel_now(lp->wh);
     if (timeout_ms > 0)
-        deadline = (mono_ns() + (uint64_t)timeout_ms * NS_PER_TICK + NS_PER_TICK - 1) / NS_PER_TICK;
+        deadline = (yfi_now_ns() + (uint64_t)timeout_ms * NS_PER_TICK + NS_PER_TICK - 1) / NS_PER_TICK;
     w->tm.fn = timer_fired;
     w->tm.arg = w;
     int rc = yf_wheel_add(lp->wh, &w->tm, deadline);

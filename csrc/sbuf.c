@@ -34,7 +34,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "yfi.h"
@@ -622,33 +621,4 @@ int64_t yf_sbuf_take_msgs(yf_sbuf *sb, int64_t n, size_t max_len, uint64_t *sum,
     *sum = s, *bytes = b;
     yf_sbuf_consume(sb);
     return k;
-}
-
-double yf_bench_sbuf_stream(int64_t n, yf_sbuf *sb, int fd, size_t recv_max, size_t max_len, uint64_t *sum,
-                            uint64_t *bytes)
-{
-    if (n < 0 || recv_max == 0) {
-        errno = EINVAL;
-        return -1;
-    }
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    int64_t done = 0;
-    for (;;) {
-        int64_t k = yf_sbuf_take_msgs(sb, n - done, max_len, sum, bytes);
-        if (k < 0)
-            return -1;
-        done += k;
-        if (done == n)
-            break;
-        int64_t got = yf_sbuf_recv(sb, fd, recv_max);
-        if (got < 0)
-            return -1;
-        if (got == 0) {
-            errno = ECONNRESET;
-            return -1;
-        }
-    }
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    return (double)(t1.tv_sec - t0.tv_sec) * 1e9 + (double)(t1.tv_nsec - t0.tv_nsec);
 }

@@ -195,64 +195,6 @@ int yf_co_fpenv_set(uint32_t mxcsr, uint16_t x87cw);
 void yf_fpenv_get(uint32_t *mxcsr, uint16_t *x87cw);
 
 /* ======================================================================
- * Built-in demo bodies (for Python, which cannot run inside a coroutine)
- * ====================================================================== */
-
-/* arg = (intptr_t)n: yields n times, returns n. */
-intptr_t yf_demo_yield_n(void *arg);
-/* arg = (intptr_t)bytes: touches that many bytes of stack, yields once,
- * returns a checksum of them. */
-intptr_t yf_demo_use_stack(void *arg);
-/* arg = (intptr_t)bytes: allocates a stack array of that many bytes in one
- * frame (overflows the stack when larger than it). */
-intptr_t yf_demo_overflow(void *arg);
-/* Blocks once; returns the value it was woken with. */
-intptr_t yf_demo_block_once(void *arg);
-/* arg = (intptr_t)mode: sets rounding mode `mode` (0..3) through
- * yf_co_fpenv_set, yields, and returns the MXCSR it finds after resuming. */
-intptr_t yf_demo_fp_round(void *arg);
-
-/* ======================================================================
- * Benchmark kernels: one call runs n iterations (n comes first) and returns
- * elapsed ns, or -1 with errno.
- * ====================================================================== */
-
-enum {
-    YF_CTX_FULL = 0,            /* default: MXCSR always, x87 CW when it differs */
-    YF_CTX_FULL_RET = 1,        /* same, ends with ret instead of pop+jmp */
-    YF_CTX_FULL_ALWAYS = 2,     /* MXCSR and x87 CW saved and loaded always */
-    YF_CTX_MXCSR_CMP = 3,       /* MXCSR also loaded only when it differs */
-    YF_CTX_NOFP = 4,            /* general registers only, pop+jmp */
-    YF_CTX_NOFP_RET = 5,        /* general registers only, ret */
-    YF_CTX_NVARIANTS = 6
-};
-
-/* n round trips between two raw contexts with switch variant `variant`;
- * the coroutine side yields from `depth` nested calls (0: from its loop). */
-double yf_bench_ctx(int64_t n, int variant, int depth);
-/* n resume+yield round trips through the scheduler (flags: YF_SCHED_*),
- * recording them in a trace ring of trace_cap records when trace_cap > 0. */
-double yf_bench_switch_yf(int64_t n, unsigned flags, size_t stack_size, size_t trace_cap);
-/* n create + 3 x (resume, yield) + exit + reap through the scheduler. */
-double yf_bench_create_yf(int64_t n, unsigned flags, size_t stack_size);
-/* The same two with glibc ucontext (malloc'ed stacks for create). */
-double yf_bench_switch_ucontext(int64_t n, size_t stack_size);
-double yf_bench_create_ucontext(int64_t n, size_t stack_size);
-/* Boost.Context fcontext, loaded at run time from a shared library path.
- * yf_bench_fcontext_load: 0, or -1 with a message in yf_bench_error(). */
-int yf_bench_fcontext_load(const char *path);
-double yf_bench_switch_fcontext(int64_t n, size_t stack_size);
-double yf_bench_create_fcontext(int64_t n, size_t stack_size);
-/* Cost of a stack for one coroutine life: mmap + guard + munmap per stack,
- * the pool, and malloc/free. */
-double yf_bench_stack_mmap(int64_t n, size_t stack_size, int guard_regions);
-double yf_bench_stack_pool(int64_t n, size_t stack_size);
-double yf_bench_stack_malloc(int64_t n, size_t stack_size);
-/* An empty C call, to time the cffi call overhead from Python. */
-void yf_bench_nop(void);
-const char *yf_bench_error(void);
-
-/* ======================================================================
  * Timer wheel (wheel.c): hierarchical, intrusive (timers are caller-owned;
  * the wheel never allocates per timer). Time is in ticks; the event loop's
  * tick is 1 ms.
@@ -321,24 +263,6 @@ int64_t yf_wheel_cancel_many(yf_wheel *wh, yf_timer *timers, const uint32_t *idx
  * with the same now goes on where this one stopped. Returns the number
  * written; -1 with EINVAL when now is before the wheel's time, EBUSY. */
 int64_t yf_wheel_advance_collect(yf_wheel *wh, uint64_t now, uint64_t *payloads, uint64_t *deadlines, size_t max);
-
-/* The churn benchmark (see wheel.c): `pending` timers; each step adds one
- * with a deadline uniform in [now+1, now+10000] and cancels one chosen
- * uniformly; every 64 steps time advances one tick and expired timers are
- * re-armed. kind 0: this wheel with levels `bits`; kind 1: a binary heap
- * with indexed cancel over yf_timer nodes (bits unused). Returns elapsed ns
- * (setup excluded) and the number of events (adds + cancels) in *events;
- * -1 with EINVAL, ENOMEM. */
-double yf_bench_wheel_churn(int kind, const unsigned *bits, unsigned nlevels, size_t pending,
-                            int64_t steps, uint64_t seed, uint64_t *events);
-/* Lateness of the event loop's timers under load: a scheduler and loop run
- * ncos coroutines; each sleeps `sleeps` times for a uniform 1..max_ms ms
- * (yf_sleep_ms), then spins busy_us us of CPU (load that delays the others'
- * wake-ups). Writes (wake time - asked time) in ns, negative when early, to
- * out (at most max) and returns how many; -1 with EINVAL, ENOMEM, or the
- * loop's errno. */
-int64_t yf_bench_loop_lateness(unsigned ncos, unsigned sleeps, unsigned max_ms, unsigned busy_us,
-                               uint64_t seed, int64_t *out, size_t max);
 
 /* ======================================================================
  * Socket buffer (sbuf.c): a ring of fixed-size chunks with head, cursor
@@ -417,12 +341,6 @@ size_t yf_sbuf_layout(const yf_sbuf *sb, uint64_t info[6], uint64_t *addr, size_
  * Stops early when no whole message is buffered. Returns messages parsed;
  * EMSGSIZE for a length over max_len (the cursor stays on it), EINVAL, ENOMEM. */
 int64_t yf_sbuf_take_msgs(yf_sbuf *sb, int64_t n, size_t max_len, uint64_t *sum, uint64_t *bytes);
-/* The message-stream kernel of notebook 06: alternates yf_sbuf_take_msgs and
- * yf_sbuf_recv(fd, recv_max) (fd blocking) until n messages are parsed.
- * Returns elapsed ns; -1 with errno of recv, ECONNRESET at EOF before n
- * messages, EMSGSIZE, EINVAL. */
-double yf_bench_sbuf_stream(int64_t n, yf_sbuf *sb, int fd, size_t recv_max, size_t max_len,
-                            uint64_t *sum, uint64_t *bytes);
 
 /* ======================================================================
  * Event loop (loop.c, io.c): epoll; coroutines wait for fds and time.
@@ -487,23 +405,6 @@ int yf_sleep_ms(int64_t ms);
 int64_t yf_recvn(int fd, void *buf, size_t n, int64_t timeout_ms);
 int64_t yf_sendn(int fd, const void *buf, size_t n, int64_t timeout_ms);
 int64_t yf_writevn(int fd, const yf_iovec *iov, int cnt, int64_t timeout_ms);
-
-/* Loop demo bodies (loopdemo.c) for Python; each returns a non-negative
- * result or -errno. */
-/* arg = ms: yf_sleep_ms(ms); returns the ns it measured asleep. */
-intptr_t yf_demo_sleep(void *arg);
-/* arg = socket fd: echoes until EOF, then shuts its writing side down;
- * returns the bytes echoed. */
-intptr_t yf_demo_echo(void *arg);
-/* arg = fd | n << 24 | size << 48 (size 1..16384): sends n messages of size
- * bytes, checks each echo (EBADMSG on a mismatch), shuts down its writing
- * side and checks that EOF follows; returns n. */
-intptr_t yf_demo_client(void *arg);
-/* arg = fd | events << 24 | (timeout_ms + 1) << 28: yf_wait_fd; returns
- * (ns waited << 4) | the events returned. */
-intptr_t yf_demo_wait(void *arg);
-/* arg = ms: sleeps ms, then stops its loop; returns 0. */
-intptr_t yf_demo_loop_stop(void *arg);
 
 /* ======================================================================
  * Build and machine facts

@@ -4,6 +4,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "yf.h"
 
@@ -14,6 +15,15 @@
 /* Checks that survive NDEBUG: report file, line and expression, then abort. */
 #define YF_ASSERT(e) ((e) ? (void)0 : yfi_assert_fail(#e, __FILE__, __LINE__))
 YFI_FUNC __attribute__((noreturn)) void yfi_assert_fail(const char *e, const char *file, int line);
+
+/* CLOCK_MONOTONIC in ns: the one clock of the runtime, the lab and the hooks
+ * (the loop's cached time, trace records, timeouts, benchmark intervals). */
+static inline uint64_t yfi_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
 
 /* ---- context switch (ctx_<arch>.S) -------------------------------------- */
 
@@ -27,22 +37,15 @@ struct yfi_frame {
     uint64_t rip;
 };
 
-typedef void *(*yfi_ctx_fn)(void **save, void *load, void *value);
-
+/* The runtime's two switches (ctx_x86_64.S); the variants the benchmarks
+ * compare are in lab/. */
 YFI_FUNC void *yfi_ctx_full(void **save, void *load, void *value);
-YFI_FUNC void *yfi_ctx_full_ret(void **save, void *load, void *value);
-YFI_FUNC void *yfi_ctx_full_always(void **save, void *load, void *value);
-YFI_FUNC void *yfi_ctx_mxcsr_cmp(void **save, void *load, void *value);
 YFI_FUNC void *yfi_ctx_nofp(void **save, void *load, void *value);
-YFI_FUNC void *yfi_ctx_nofp_ret(void **save, void *load, void *value);
 YFI_FUNC void yfi_ctx_entry(void);
 /* The same code as yfi_ctx_full and yfi_ctx_nofp, for callers that end in a
  * tail call and return the transfer value (always 0 there) as an int. */
 YFI_FUNC int yfi_ctx_full_int(void **save, void *load, void *value);
 YFI_FUNC int yfi_ctx_nofp_int(void **save, void *load, void *value);
-
-/* Index by YF_CTX_* variant. */
-YFI_FUNC extern const yfi_ctx_fn yfi_ctx_variants[YF_CTX_NVARIANTS];
 
 /* Lays a fresh frame below `top` (16-byte aligned) so that switching to the
  * returned stack pointer calls entry(value) with a psABI-aligned stack. */

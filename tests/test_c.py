@@ -1,10 +1,12 @@
 """C tests: every tests/c/*.c is a main() program compiled against the runtime and run.
 
-test_*.c and other programs must exit 0 in a release build (-DNDEBUG: their
-checks do not use assert) and a debug build (-DYF_DEBUG: the runtime's own
-contract checks on). fail_*.c programs are expected to abort: they must die by
-SIGABRT with the message named by their `expect-abort:` line. A program's
-`test-cflags:` line adds compiler flags.
+They are linked with the runtime and the lab (demo bodies, switch variants),
+the sources and flags yfcore/_sources.py names. test_*.c and other programs
+must exit 0 in a release build (-DNDEBUG: their checks do not use assert) and
+a debug build (-DYF_DEBUG: the runtime's own contract checks on). fail_*.c
+programs are expected to abort: they must die by SIGABRT with the message
+named by their `expect-abort:` line. A program's `test-cflags:` line adds
+compiler flags.
 """
 import re
 import signal
@@ -12,11 +14,12 @@ from pathlib import Path
 
 import pytest
 
+from yfcore import _sources
 from yfcore.lab import toolchain
 
 C_DIR = Path(__file__).resolve().parent / "c"
 PROGRAMS = sorted(C_DIR.glob("*.c"))
-BASE_CFLAGS = ("-O2", "-fstack-clash-protection")
+BASE_CFLAGS = _sources.TEST_CFLAGS
 BUILDS = {"release": ("-DNDEBUG",), "debug": ("-DYF_DEBUG",)}
 
 
@@ -27,7 +30,7 @@ def _marker(path: Path, name: str) -> str | None:
 
 def _build(path: Path, extra: tuple[str, ...]) -> Path:
     own = tuple((_marker(path, "test-cflags") or "").split())
-    return toolchain.compile_program(path, with_runtime=True, cflags=(*BASE_CFLAGS, *extra, *own),
+    return toolchain.compile_program(path, with_lab=True, cflags=(*BASE_CFLAGS, *extra, *own),
                                      ldflags=("-lm",))
 
 

@@ -1,30 +1,30 @@
-"""cffi builder for yfcore._yfcore (API mode, out of line); never imported at run time."""
+"""cffi builder for yfcore._yfcore (API mode, out of line); never imported at run time.
+
+The module holds the runtime (yf.h) and the lab (lab/lab.h); which files and
+flags those are, _sources.py says.
+"""
+import importlib.util
 import os
-import platform
 import re
 from pathlib import Path
 
 from cffi import FFI
 
-ROOT = Path(__file__).resolve().parent.parent
-CSRC = ROOT / "csrc"
 
-ARCH_SOURCES = {"x86_64": "ctx_x86_64.S"}
-machine = platform.machine()
-if machine not in ARCH_SOURCES:
-    raise SystemExit(
-        f"yfcore: no context switch for architecture {machine!r}; "
-        f"supported: {', '.join(sorted(ARCH_SOURCES))} (add csrc/ctx_<arch>.S)"
-    )
+# cffi runs this file by path, while the package cannot be imported yet.
+_spec = importlib.util.spec_from_file_location("_yf_sources", Path(__file__).resolve().with_name("_sources.py"))
+src = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(src)
+ROOT = src.ROOT
+CSRC = src.csrc()
 
 DEBUG = os.environ.get("YF_DEBUG", "") not in ("", "0")
-CFLAGS = ["-std=gnu11", "-fstack-clash-protection", "-fno-semantic-interposition", "-Wall", "-Wextra", "-Wno-unused-parameter",
-          "-Werror=implicit-function-declaration"]
-CFLAGS += ["-O1", "-g", "-DYF_DEBUG"] if DEBUG else ["-O2"]
+CFLAGS = [*src.COMMON_CFLAGS, *(src.DEBUG_CFLAGS if DEBUG else src.RELEASE_CFLAGS)]
+HEADERS = (CSRC / "yf.h", CSRC / "lab" / "lab.h")
 
 
 def cdef_source(header: Path = CSRC / "yf.h") -> str:
-    """The declarations between the CDEF markers of yf.h, preprocessor lines dropped."""
+    """The declarations between the CDEF markers of a header, preprocessor lines dropped."""
     text = header.read_text()
     m = re.search(r"/\* CDEF BEGIN \*/(.*)/\* CDEF END \*/", text, re.S)
     if not m:
@@ -32,21 +32,23 @@ def cdef_source(header: Path = CSRC / "yf.h") -> str:
     return "\n".join(line for line in m.group(1).splitlines() if not line.lstrip().startswith("#"))
 
 
-def runtime_sources() -> list[str]:
-    """The C and assembly files of the runtime, relative to the project root."""
-    files = sorted(CSRC.glob("*.c")) + [CSRC / ARCH_SOURCES[machine]]
-    return [str(p.relative_to(ROOT)) for p in files]
+def module_sources() -> list[str]:
+    """The C and assembly files of the module (runtime, then lab), relative to the project root."""
+    try:
+        return src.relative([*src.runtime(), *src.lab()])
+    except src.UnsupportedArchitecture as e:
+        raise SystemExit(str(e)) from None
 
 
 ffibuilder = FFI()
-ffibuilder.cdef(cdef_source())
+ffibuilder.cdef("\n".join(cdef_source(h) for h in HEADERS))
 ffibuilder.set_source(
     "yfcore._yfcore",
-    '#include "yf.h"',
-    sources=runtime_sources(),
-    include_dirs=[str(CSRC.relative_to(ROOT))],
+    '#include "yf.h"\n#include "lab/lab.h"',
+    sources=module_sources(),
+    include_dirs=src.relative(src.include_dirs()),
     extra_compile_args=CFLAGS + ['-DYF_CFLAGS="' + " ".join(CFLAGS) + '"'],
-    libraries=["dl"],
+    libraries=list(src.RUNTIME_LIBS),
 )
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ importable while it builds), and yfcore.lab.hooks calls it on demand.
 
 One build directory holds, for one variant:
 
-  libyf.so      the runtime (csrc/*.c and the context switch), nothing interposed;
+  libyf.so      the runtime (csrc/*.c and the context switch, not the lab), nothing interposed;
                 programs that call the yf_* API link against it
   libyfhook.so  the hooks only, with DT_NEEDED libyf.so and RUNPATH $ORIGIN:
                 LD_PRELOAD it into such a program, or link it (-lyfhook -lyf)
@@ -19,8 +19,8 @@ a program linked against libyf.so share the one runtime, with one
 thread-local "current coroutine", instead of each carrying a copy.
 """
 import hashlib
+import importlib.util
 import os
-import platform
 import shlex
 import shutil
 import subprocess
@@ -37,12 +37,23 @@ VARIANTS = {
     "log-early": ("-DYF_HOOK_LOG", "-DYF_HOOK_ERRNO_EARLY", "-DYF_HOOK_FORCE_EAGAIN"),
 }
 
-CFLAGS = ("-std=gnu11", "-O2", "-g", "-fPIC", "-fno-semantic-interposition",
-          "-fstack-clash-protection", "-Wall", "-Wextra", "-Wno-unused-parameter")
-# _FORTIFY_SOURCE would turn recv, read, poll ... into inline wrappers around
-# the __*_chk functions, which cannot then be defined.
-HOOK_CFLAGS = ("-U_FORTIFY_SOURCE",)
-ARCH_SOURCES = {"x86_64": "ctx_x86_64.S"}
+
+def _load_sources():
+    # setup.py loads this file by path, before the package can be imported.
+    try:
+        from . import _sources
+        return _sources
+    except ImportError:
+        path = Path(__file__).resolve().with_name("_sources.py")
+        spec = importlib.util.spec_from_file_location("_yf_sources", path)
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        return mod
+
+
+_src = _load_sources()
+CFLAGS = _src.LIBRARY_CFLAGS
+HOOK_CFLAGS = _src.HOOK_CFLAGS
 
 
 class HookBuildError(RuntimeError):
@@ -62,16 +73,12 @@ def _cc() -> list[str]:
 
 
 def sources(root: Path | None = None) -> dict[str, list[Path]]:
-    """{"runtime": csrc/*.c + csrc/ctx_<arch>.S, "hook": csrc/hook/*.c, "headers": ...}."""
-    csrc = (root or default_root()) / "csrc"
-    machine = platform.machine()
-    if machine not in ARCH_SOURCES:
-        raise HookBuildError(["cc"], 1, f"no context switch for architecture {machine!r}")
-    return {
-        "runtime": sorted(csrc.glob("*.c")) + [csrc / ARCH_SOURCES[machine]],
-        "hook": sorted((csrc / "hook").glob("*.c")),
-        "headers": sorted([*csrc.glob("*.h"), *(csrc / "hook").glob("*.h")]),
-    }
+    """{"runtime": csrc/*.c + csrc/ctx_<arch>.S, "hook": csrc/hook/*.c, "headers": ...} (see _sources.py)."""
+    try:
+        runtime = _src.runtime(root)
+    except _src.UnsupportedArchitecture as e:
+        raise HookBuildError(["cc"], 1, str(e)) from None
+    return {"runtime": runtime, "hook": _src.hook(root), "headers": _src.headers(root)}
 
 
 def fingerprint(variant: str = "default", root: Path | None = None) -> str:
@@ -137,7 +144,7 @@ def build(out_dir: str | os.PathLike, variant: str = "default", root: Path | Non
     try:
         obj = tmp / "obj"
         obj.mkdir()
-        cflags = [*CFLAGS, f"-I{csrc}", f"-I{csrc / 'hook'}"]
+        cflags = [*CFLAGS, *(f"-I{d}" for d in _src.include_dirs(root)), f"-I{csrc / 'hook'}"]
         runtime_objs = []
         for s in src["runtime"]:
             o = obj / (s.stem + ".o")
@@ -149,9 +156,9 @@ def build(out_dir: str | os.PathLike, variant: str = "default", root: Path | Non
             _run([*cc, *cflags, *HOOK_CFLAGS, *VARIANTS[variant], "-c", str(s), "-o", str(o)])
             hook_objs.append(o)
         _run([*cc, "-shared", "-Wl,-soname,libyf.so", "-o", str(tmp / "libyf.so"),
-              *map(str, runtime_objs), "-ldl"])
+              *map(str, runtime_objs), *(f"-l{lib}" for lib in _src.RUNTIME_LIBS)])
         _run([*cc, "-shared", "-Wl,-soname,libyfhook.so", "-o", str(tmp / "libyfhook.so"),
-              *map(str, hook_objs), f"-L{tmp}", "-lyf", "-Wl,-rpath,$ORIGIN", "-ldl", "-lpthread"])
+              *map(str, hook_objs), f"-L{tmp}", "-lyf", "-Wl,-rpath,$ORIGIN", *(f"-l{lib}" for lib in _src.HOOK_LIBS)])
         _run(["ar", "rcs", str(tmp / "libyfhook.a"), *map(str, hook_objs), *map(str, runtime_objs)])
         shutil.copy2(csrc / "hook" / "yfhook.h", tmp / "yfhook.h")
         (tmp / "STAMP").write_text(fp + "\n")

@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "yf.h"
+#include "lab/lab.h"
 
 /* Usage: guard_scale mprotect|regions|noguard|malloc <count> [stack_size]
  *

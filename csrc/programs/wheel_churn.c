@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "yf.h"
+#include "lab/lab.h"
 
 int main(int argc, char **argv)
 {

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "yfi.h"
+#include "lab/lab.h"
 #include "check.h"
 
 #define MXCSR_RC 0x6000u /* MXCSR rounding control, bits 13-14 */

@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "yf.h"
+#include "lab/lab.h"
 #include "check.h"
 
 #define MS 1000000ll

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "yf.h"
+#include "lab/lab.h"
 #include "check.h"
 
 static void check_counts(yf_sched *s, uint64_t live, uint64_t ready, uint64_t blocked, uint64_t done)

@@ -31,7 +31,7 @@ def _cflags(stack_clash: bool) -> tuple[str, ...]:
 
 
 def _build(name: str, stack_clash: bool = True):
-    return compile_program(name, cflags=_cflags(stack_clash), with_runtime=name in _RUNTIME_PROGRAMS)
+    return compile_program(name, cflags=_cflags(stack_clash), with_lab=name in _RUNTIME_PROGRAMS)
 
 
 def _last_json(cp, what: str) -> dict:

@@ -2,7 +2,6 @@
 import hashlib
 import json
 import os
-import platform
 import shlex
 import signal
 import subprocess
@@ -10,11 +9,13 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
+from .. import _sources
 from .paths import root
 
-__all__ = ["CompileError", "runtime_sources", "compile_program", "run_program", "describe_exit", "json_lines"]
+__all__ = ["CompileError", "runtime_sources", "lab_sources", "compile_program", "run_program", "describe_exit",
+           "json_lines"]
 
-DEFAULT_CFLAGS = ("-std=gnu11", "-O2", "-g")
+DEFAULT_CFLAGS = _sources.PROGRAM_CFLAGS
 
 
 class CompileError(RuntimeError):
@@ -32,9 +33,13 @@ def _csrc() -> Path:
 
 
 def runtime_sources() -> list[Path]:
-    """The runtime's sources as the cffi module takes them: csrc/*.c and this machine's csrc/ctx_<arch>.S."""
-    csrc = _csrc()
-    return sorted([*csrc.glob("*.c"), *csrc.glob(f"ctx_{platform.machine()}.S")])
+    """The runtime's sources (csrc/*.c and this machine's csrc/ctx_<arch>.S), as libyf.so has them."""
+    return _sources.runtime(root())
+
+
+def lab_sources() -> list[Path]:
+    """The lab's sources (csrc/lab/), which the Python module and the C tests add to the runtime."""
+    return _sources.lab(root())
 
 
 def _source(name: str | os.PathLike) -> Path:
@@ -48,8 +53,7 @@ def _source(name: str | os.PathLike) -> Path:
 
 def _fingerprint(cc: list[str], sources: list[Path], cflags, ldflags) -> str:
     # Headers are hashed too, so an edit to yf.h rebuilds every program.
-    csrc = _csrc()
-    headers = sorted([*csrc.glob("*.h"), *csrc.glob("programs/*.h")])
+    headers = [*_sources.headers(root()), *sorted(_csrc().glob("programs/*.h"))]
     h = hashlib.sha256()
     for part in (*cc, "\0", *cflags, "\0", *ldflags, "\0"):
         h.update(part.encode() + b"\0")
@@ -66,12 +70,14 @@ def compile_program(
     ldflags: Iterable[str] = (),
     out_dir: str | os.PathLike | None = None,
     with_runtime: bool = False,
+    with_lab: bool = False,
 ) -> Path:
     """Compile csrc/programs/<name>.c (or an absolute path to a .c file) with cc.
 
     `cflags` come after the defaults (-std=gnu11 -O2 -g) so they can override them;
     `ldflags` come after the sources. `with_runtime` links runtime_sources()
-    and -ldl in, as the cffi module does. The output lands in `out_dir` (default
+    and -ldl in, as libyf.so has them; `with_lab` adds lab_sources() (the
+    demo bodies and benchmark kernels) as the cffi module does. The output lands in `out_dir` (default
     <root>/build/programs/) named <name>-<hash of compiler, flags and source
     contents>, with ".so" when linking -shared; an up-to-date output is reused.
     Raises CompileError carrying the command, exit code and compiler messages.
@@ -79,12 +85,14 @@ def compile_program(
     cc = shlex.split(os.environ.get("CC", "cc"))
     main = _source(name)
     sources = [main, *(Path(s).resolve() for s in extra_sources)]
-    if with_runtime:
+    if with_runtime or with_lab:
         sources += runtime_sources()
+    if with_lab:
+        sources += lab_sources()
     cflags, ldflags = [*DEFAULT_CFLAGS, *cflags], list(ldflags)
-    if with_runtime:
-        # The hooks resolve libc's own symbols with dlsym, as in the cffi module.
-        ldflags.append("-ldl")
+    if with_runtime or with_lab:
+        # dladdr and dlsym (names of code addresses, the Boost loader).
+        ldflags += [f"-l{lib}" for lib in _sources.RUNTIME_LIBS]
     out = Path(out_dir) if out_dir is not None else root() / "build" / "programs"
     out.mkdir(parents=True, exist_ok=True)
     suffix = ".so" if "-shared" in cflags + ldflags else ""
@@ -95,7 +103,8 @@ def compile_program(
     # build never leaves a half-written program under the cached name.
     fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{target.name}.")
     os.close(fd)
-    cmd = [*cc, *cflags, f"-I{_csrc()}", "-o", tmp, *map(str, sources), *ldflags]
+    includes = [f"-I{d}" for d in _sources.include_dirs(root())]
+    cmd = [*cc, *cflags, *includes, "-o", tmp, *map(str, sources), *ldflags]
     try:
         cp = subprocess.run(cmd, capture_output=True, text=True)
         if cp.returncode != 0:

@@ -155,7 +155,7 @@ def churn_batch(pending: int, steps: int, seed: int = 1, bits=DEFAULT) -> float:
 
 def _program():
     from .toolchain import compile_program
-    return compile_program("wheel_churn", with_runtime=True, cflags=("-O2",))
+    return compile_program("wheel_churn", with_lab=True, cflags=("-O2",))
 
 
 def instructions(kind: str, pending: int, steps: int, bits=DEFAULT, seed: int = 1) -> float:

@@ -5,28 +5,20 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 
-#include "yfi.h"
+#include "../yfi.h"
+#include "lab.h"
 
 /* The client's and echo's per-message timeout: generous, because the peers
  * share two noisy cores with the test that drives them. */
 #define DEMO_IO_TIMEOUT_MS 30000
-#define DEMO_MSG_MAX 16384
-
-static uint64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 intptr_t yf_demo_sleep(void *arg)
 {
-    uint64_t t0 = mono_ns();
+    uint64_t t0 = yfi_now_ns();
     if (yf_sleep_ms((int64_t)(intptr_t)arg) < 0)
         return -errno;
-    return (intptr_t)(mono_ns() - t0);
+    return (intptr_t)(yfi_now_ns() - t0);
 }
 
 intptr_t yf_demo_echo(void *arg)
@@ -62,12 +54,13 @@ static unsigned char pattern(uint64_t i, size_t j)
 intptr_t yf_demo_client(void *arg)
 {
     uint64_t a = (uint64_t)(uintptr_t)arg;
-    int fd = (int)(a & 0xffffff);
-    uint64_t n = (a >> 24) & 0xffffff;
-    size_t size = (size_t)(a >> 48);
-    if (size == 0 || size > DEMO_MSG_MAX)
+    uint64_t field = (1ull << YF_DEMO_FD_BITS) - 1;
+    int fd = (int)(a & field);
+    uint64_t n = (a >> YF_DEMO_CLIENT_N_SHIFT) & ((1ull << (YF_DEMO_CLIENT_SIZE_SHIFT - YF_DEMO_CLIENT_N_SHIFT)) - 1);
+    size_t size = (size_t)(a >> YF_DEMO_CLIENT_SIZE_SHIFT);
+    if (size == 0 || size > YF_DEMO_MSG_MAX)
         return -EINVAL;
-    char out[DEMO_MSG_MAX], in[DEMO_MSG_MAX];
+    char out[YF_DEMO_MSG_MAX], in[YF_DEMO_MSG_MAX];
     for (uint64_t i = 0; i < n; i++) {
         for (size_t j = 0; j < size; j++)
             out[j] = (char)pattern(i, j);
@@ -88,14 +81,14 @@ intptr_t yf_demo_client(void *arg)
 intptr_t yf_demo_wait(void *arg)
 {
     uint64_t a = (uint64_t)(uintptr_t)arg;
-    int fd = (int)(a & 0xffffff);
-    unsigned events = (unsigned)(a >> 24) & 0xf;
-    int64_t timeout_ms = (int64_t)(a >> 28) - 1;
-    uint64_t t0 = mono_ns();
+    int fd = (int)(a & ((1ull << YF_DEMO_FD_BITS) - 1));
+    unsigned events = (unsigned)(a >> YF_DEMO_WAIT_EVENTS_SHIFT) & ((1u << (YF_DEMO_WAIT_TIMEOUT_SHIFT - YF_DEMO_WAIT_EVENTS_SHIFT)) - 1);
+    int64_t timeout_ms = (int64_t)(a >> YF_DEMO_WAIT_TIMEOUT_SHIFT) - 1;
+    uint64_t t0 = yfi_now_ns();
     int r = yf_wait_fd(fd, events, timeout_ms);
     if (r < 0)
         return -errno;
-    return (intptr_t)(((mono_ns() - t0) << 4) | (unsigned)r);
+    return (intptr_t)(((yfi_now_ns() - t0) << YF_DEMO_WAIT_EVENTS_BITS) | (unsigned)r);
 }
 
 intptr_t yf_demo_loop_stop(void *arg)

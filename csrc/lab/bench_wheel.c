@@ -2,16 +2,12 @@
  * with indexed cancel over the same yf_timer nodes (notebook 05). */
 #include <errno.h>
 #include <stdlib.h>
-#include <time.h>
 
-#include "yfi.h"
+#include "../yfi.h"
+#include "lab.h"
 
-enum { CHURN_WHEEL = 0, CHURN_HEAP = 1 };
-
-/* Deadlines are uniform in [now+1, now+HORIZON]; time moves one tick every
- * TICK_STEPS steps. Fixed so that runs compare. */
-#define HORIZON 10000
-#define TICK_STEPS 64
+/* Deadlines are uniform in [now+1, now+YF_CHURN_HORIZON]; time moves one tick
+ * every YF_CHURN_TICK_STEPS steps (lab.h). Fixed so that runs compare. */
 
 /* The baseline: a binary min-heap of timer pointers; each timer's `where`
  * is its heap index + 1, so cancel finds it in O(1) and repairs in O(log n). */
@@ -104,8 +100,8 @@ static void heap_remove(struct heap *h, yf_timer *t)
 
 static void arm(struct churn *c, yf_timer *t)
 {
-    uint64_t d = c->now + 1 + below(c, HORIZON);
-    if (c->kind == CHURN_WHEEL)
+    uint64_t d = c->now + 1 + below(c, YF_CHURN_HORIZON);
+    if (c->kind == YF_CHURN_WHEEL)
         yf_wheel_add(c->wh, t, d);
     else
         heap_add(&c->h, t, d);
@@ -121,7 +117,7 @@ static void rearm(yf_timer *t, void *arg)
 static void advance(struct churn *c)
 {
     c->now++;
-    if (c->kind == CHURN_WHEEL) {
+    if (c->kind == YF_CHURN_WHEEL) {
         yf_wheel_advance(c->wh, c->now);
         return;
     }
@@ -144,7 +140,7 @@ __attribute__((noinline)) static void churn_steps(struct churn *c, int64_t steps
         arm(c, t);
         size_t r = (size_t)below(c, c->npend);
         yf_timer *v = c->pend[r];
-        if (c->kind == CHURN_WHEEL)
+        if (c->kind == YF_CHURN_WHEEL)
             yf_wheel_cancel(c->wh, v);
         else
             heap_remove(&c->h, v);
@@ -152,7 +148,7 @@ __attribute__((noinline)) static void churn_steps(struct churn *c, int64_t steps
         c->pend[r] = c->pend[--c->npend];
         c->pend[r]->payload = r;
         c->spare = v;
-        if (s % TICK_STEPS == TICK_STEPS - 1)
+        if (s % YF_CHURN_TICK_STEPS == YF_CHURN_TICK_STEPS - 1)
             advance(c);
     }
 }
@@ -160,18 +156,18 @@ __attribute__((noinline)) static void churn_steps(struct churn *c, int64_t steps
 double yf_bench_wheel_churn(int kind, const unsigned *bits, unsigned nlevels, size_t pending,
                             int64_t steps, uint64_t seed, uint64_t *events)
 {
-    if ((kind != CHURN_WHEEL && kind != CHURN_HEAP) || pending < 1 || pending > ((size_t)1 << 30)
+    if ((kind != YF_CHURN_WHEEL && kind != YF_CHURN_HEAP) || pending < 1 || pending > ((size_t)1 << 30)
         || steps < 0 || !events) {
         errno = EINVAL;
         return -1;
     }
     struct churn c = {.kind = kind, .rng = seed};
-    if (kind == CHURN_WHEEL && !(c.wh = yf_wheel_new(bits, nlevels, 0)))
+    if (kind == YF_CHURN_WHEEL && !(c.wh = yf_wheel_new(bits, nlevels, 0)))
         return -1;
     c.nodes = calloc(pending + 1, sizeof *c.nodes);
     c.pend = malloc((pending + 1) * sizeof *c.pend);
-    c.h.a = kind == CHURN_HEAP ? malloc((pending + 1) * sizeof *c.h.a) : NULL;
-    if (!c.nodes || !c.pend || (kind == CHURN_HEAP && !c.h.a)) {
+    c.h.a = kind == YF_CHURN_HEAP ? malloc((pending + 1) * sizeof *c.h.a) : NULL;
+    if (!c.nodes || !c.pend || (kind == YF_CHURN_HEAP && !c.h.a)) {
         free(c.nodes);
         free(c.pend);
         free(c.h.a);
@@ -191,17 +187,16 @@ double yf_bench_wheel_churn(int kind, const unsigned *bits, unsigned nlevels, si
     c.spare = &c.nodes[pending];
     c.events = 0;
 
-    struct timespec a, b;
-    clock_gettime(CLOCK_MONOTONIC, &a);
+    uint64_t t0 = yfi_now_ns();
     churn_steps(&c, steps);
-    clock_gettime(CLOCK_MONOTONIC, &b);
+    double ns = (double)(yfi_now_ns() - t0);
 
     *events = c.events;
     yf_wheel_free(c.wh);
     free(c.nodes);
     free(c.pend);
     free(c.h.a);
-    return (double)(b.tv_sec - a.tv_sec) * 1e9 + (double)(b.tv_nsec - a.tv_nsec);
+    return ns;
 }
 
 /* ---- lateness of the event loop's timers ------------------------------------- */
@@ -213,26 +208,19 @@ struct sleeper {
     size_t *n, max;
 };
 
-static uint64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 static intptr_t sleeper_body(void *arg)
 {
     struct sleeper *sl = arg;
     struct churn rng = {.rng = sl->rng};
     for (unsigned i = 0; i < sl->sleeps; i++) {
         int64_t ms = 1 + (int64_t)below(&rng, sl->max_ms);
-        uint64_t t0 = mono_ns();
+        uint64_t t0 = yfi_now_ns();
         if (yf_sleep_ms(ms) != 0)
             return -1;
-        uint64_t t1 = mono_ns();
+        uint64_t t1 = yfi_now_ns();
         if (*sl->n < sl->max)
             sl->out[(*sl->n)++] = (int64_t)(t1 - t0) - ms * 1000000;
-        while (mono_ns() - t1 < (uint64_t)sl->busy_us * 1000u)
+        while (yfi_now_ns() - t1 < (uint64_t)sl->busy_us * 1000u)
             ;
     }
     return 0;

@@ -2,7 +2,8 @@
  * runs inside a coroutine, so the bodies are C). */
 #include <string.h>
 
-#include "yfi.h"
+#include "../yfi.h"
+#include "lab.h"
 
 intptr_t yf_demo_yield_n(void *arg)
 {

@@ -1,39 +1,39 @@
 /* bench.c - benchmark kernels: yfcore's switch and coroutine life against glibc
- * ucontext and Boost.Context fcontext, raw switch variants, stack costs. Each
+ * ucontext (Boost.Context fcontext: fcontext.c), raw switch variants, stack costs. Each
  * kernel runs n iterations in one call and returns the elapsed nanoseconds
  * (or -1 with errno), so Python's per-call cost never enters the figure. */
 #define _GNU_SOURCE
-#include <dlfcn.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <time.h>
 #include <ucontext.h>
 #include <unistd.h>
 
-#include "yfi.h"
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
-}
-
-static char errbuf[512];
-
-const char *yf_bench_error(void)
-{
-    return errbuf;
-}
+#include "../yfi.h"
+#include "lab.h"
 
 void yf_bench_nop(void)
 {
 }
 
 /* ---- raw switch variants ------------------------------------------------------ */
+
+/* lab/ctx_variants_x86_64.S; the runtime's own two come from yfi.h. */
+YFI_FUNC void *yfi_ctx_full_ret(void **save, void *load, void *value);
+YFI_FUNC void *yfi_ctx_full_always(void **save, void *load, void *value);
+YFI_FUNC void *yfi_ctx_mxcsr_cmp(void **save, void *load, void *value);
+YFI_FUNC void *yfi_ctx_nofp_ret(void **save, void *load, void *value);
+
+const yfi_ctx_fn yfi_ctx_variants[YF_CTX_NVARIANTS] = {
+    [YF_CTX_FULL] = yfi_ctx_full,
+    [YF_CTX_FULL_RET] = yfi_ctx_full_ret,
+    [YF_CTX_FULL_ALWAYS] = yfi_ctx_full_always,
+    [YF_CTX_MXCSR_CMP] = yfi_ctx_mxcsr_cmp,
+    [YF_CTX_NOFP] = yfi_ctx_nofp,
+    [YF_CTX_NOFP_RET] = yfi_ctx_nofp_ret,
+};
 
 static struct {
     void *main_sp, *co_sp;
@@ -81,10 +81,10 @@ double yf_bench_ctx(int64_t n, int variant, int depth)
     raw.depth = depth;
     raw.co_sp = yfi_ctx_make(stk + size, raw_body, m, c);
     raw.sw(&raw.main_sp, raw.co_sp, NULL);
-    double t0 = now();
+    uint64_t t0 = yfi_now_ns();
     for (int64_t i = 0; i < n; i++)
         raw.sw(&raw.main_sp, raw.co_sp, NULL);
-    double t = now() - t0;
+    double t = (double)(yfi_now_ns() - t0);
     /* The body never ends; its stack is simply dropped. */
     free(stk);
     return t;
@@ -119,10 +119,10 @@ double yf_bench_switch_yf(int64_t n, unsigned flags, size_t stack_size, size_t t
         return -1;
     }
     yf_co_resume(co);
-    double t0 = now();
+    uint64_t t0 = yfi_now_ns();
     for (int64_t i = 0; i < n; i++)
         yf_co_resume(co);
-    double t = now() - t0;
+    double t = (double)(yfi_now_ns() - t0);
     stop = 1;
     yf_co_resume(co);
     yf_co_reap(co, NULL);
@@ -144,12 +144,12 @@ double yf_bench_create_yf(int64_t n, unsigned flags, size_t stack_size)
     yf_sched *s = yf_sched_new(stack_size, flags);
     if (!s)
         return -1;
-    double t = 0;
+    uint64_t t0 = 0;
     /* Iteration -1 warms the pool: the first stack is carved from a new
      * arena, which the steady state never does. */
     for (int64_t i = -1; i < n; i++) {
         if (i == 0)
-            t = now();
+            t0 = yfi_now_ns();
         yf_co *co = yf_co_create(s, three_yields, NULL);
         if (!co) {
             int e = errno;
@@ -160,7 +160,7 @@ double yf_bench_create_yf(int64_t n, unsigned flags, size_t stack_size)
         yf_sched_run(s);
         yf_co_reap(co, NULL);
     }
-    t = now() - t;
+    double t = (double)(yfi_now_ns() - t0);
     yf_sched_free(s);
     return t;
 }
@@ -188,10 +188,10 @@ double yf_bench_switch_ucontext(int64_t n, size_t stack_size)
     uc_co.uc_link = NULL;
     makecontext(&uc_co, uc_pingpong, 0);
     swapcontext(&uc_main, &uc_co);
-    double t0 = now();
+    uint64_t t0 = yfi_now_ns();
     for (int64_t i = 0; i < n; i++)
         swapcontext(&uc_main, &uc_co);
-    double t = now() - t0;
+    double t = (double)(yfi_now_ns() - t0);
     free(stk);
     return t;
 }
@@ -225,100 +225,11 @@ static __attribute__((noinline)) int uc_life(size_t stack_size)
 
 double yf_bench_create_ucontext(int64_t n, size_t stack_size)
 {
-    double t0 = now();
+    uint64_t t0 = yfi_now_ns();
     for (int64_t i = 0; i < n; i++)
         if (uc_life(stack_size) != 0)
             return -1;
-    return now() - t0;
-}
-
-/* ---- Boost.Context fcontext (C linkage symbols of libboost_context) ----------------- */
-
-typedef void *fctx;
-typedef struct {
-    fctx ctx;
-    void *data;
-} ftransfer;
-
-static ftransfer (*f_jump)(fctx to, void *vp);
-static fctx (*f_make)(void *sp, size_t size, void (*fn)(ftransfer));
-
-int yf_bench_fcontext_load(const char *path)
-{
-    void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-    if (!h) {
-        snprintf(errbuf, sizeof errbuf, "%s", dlerror());
-        return -1;
-    }
-    f_jump = (ftransfer(*)(fctx, void *))dlsym(h, "jump_fcontext");
-    f_make = (fctx(*)(void *, size_t, void (*)(ftransfer)))dlsym(h, "make_fcontext");
-    if (!f_jump || !f_make) {
-        snprintf(errbuf, sizeof errbuf, "%s has no jump_fcontext/make_fcontext", path);
-        f_jump = NULL;
-        f_make = NULL;
-        return -1;
-    }
-    return 0;
-}
-
-static void f_pingpong(ftransfer t)
-{
-    for (;;)
-        t = f_jump(t.ctx, NULL);
-}
-
-static int f_loaded(void)
-{
-    if (f_jump)
-        return 1;
-    snprintf(errbuf, sizeof errbuf, "fcontext not loaded");
-    errno = ENOENT;
-    return 0;
-}
-
-double yf_bench_switch_fcontext(int64_t n, size_t stack_size)
-{
-    if (!f_loaded())
-        return -1;
-    char *stk = malloc(stack_size);
-    if (!stk) {
-        errno = ENOMEM;
-        return -1;
-    }
-    ftransfer t = f_jump(f_make(stk + stack_size, stack_size, f_pingpong), NULL);
-    double t0 = now();
-    for (int64_t i = 0; i < n; i++)
-        t = f_jump(t.ctx, NULL);
-    double el = now() - t0;
-    free(stk);
-    return el;
-}
-
-static void f_three(ftransfer t)
-{
-    for (int i = 0; i < 3; i++)
-        t = f_jump(t.ctx, NULL);
-    /* The fourth switch out ends the life; nobody jumps back here. */
-    f_jump(t.ctx, NULL);
-}
-
-double yf_bench_create_fcontext(int64_t n, size_t stack_size)
-{
-    if (!f_loaded())
-        return -1;
-    double t0 = now();
-    for (int64_t i = 0; i < n; i++) {
-        char *stk = malloc(stack_size);
-        if (!stk) {
-            errno = ENOMEM;
-            return -1;
-        }
-        ftransfer t = f_jump(f_make(stk + stack_size, stack_size, f_three), NULL);
-        for (int k = 0; k < 3; k++)
-            t = f_jump(t.ctx, NULL);
-        free(stk);
-    }
-    return now() - t0;
+    return (double)(yfi_now_ns() - t0);
 }
 
 /* ---- stack costs ------------------------------------------------------------------ */
@@ -331,7 +242,7 @@ static int guard_kind(int guard_regions)
 double yf_bench_stack_mmap(int64_t n, size_t stack_size, int guard_regions)
 {
     size_t page = (size_t)sysconf(_SC_PAGESIZE);
-    double t0 = now();
+    uint64_t t0 = yfi_now_ns();
     for (int64_t i = 0; i < n; i++) {
         char *p = mmap(NULL, stack_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (p == MAP_FAILED)
@@ -344,7 +255,7 @@ double yf_bench_stack_mmap(int64_t n, size_t stack_size, int guard_regions)
         ((volatile char *)p)[stack_size - 64] = 1;
         munmap(p, stack_size);
     }
-    return now() - t0;
+    return (double)(yfi_now_ns() - t0);
 }
 
 double yf_bench_stack_pool(int64_t n, size_t stack_size)
@@ -357,20 +268,20 @@ double yf_bench_stack_pool(int64_t n, size_t stack_size)
         return -1;
     }
     yfi_pool_put(&pool, warm);
-    double t0 = now();
+    uint64_t t0 = yfi_now_ns();
     for (int64_t i = 0; i < n; i++) {
         char *p = yfi_pool_get(&pool);
         ((volatile char *)p)[stack_size - 64] = 1;
         yfi_pool_put(&pool, p);
     }
-    double t = now() - t0;
+    double t = (double)(yfi_now_ns() - t0);
     yfi_pool_destroy(&pool);
     return t;
 }
 
 double yf_bench_stack_malloc(int64_t n, size_t stack_size)
 {
-    double t0 = now();
+    uint64_t t0 = yfi_now_ns();
     for (int64_t i = 0; i < n; i++) {
         char *p = malloc(stack_size);
         if (!p)
@@ -378,5 +289,5 @@ double yf_bench_stack_malloc(int64_t n, size_t stack_size)
         ((volatile char *)p)[stack_size - 64] = 1;
         free(p);
     }
-    return now() - t0;
+    return (double)(yfi_now_ns() - t0);
 }
