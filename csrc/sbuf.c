@@ -602,8 +602,10 @@ int64_t yf_sbuf_take_msgs(yf_sbuf *sb, int64_t n, size_t max_len, uint64_t *sum,
         yf_sbuf_peek(sb, 4, (const void **)&h, sb->scratch);
         size_t len = (size_t)h[0] | (size_t)h[1] << 8 | (size_t)h[2] << 16 | (size_t)h[3] << 24;
         if (len > max_len) {
-            *sum = s, *bytes = b;
-            yf_sbuf_consume(sb);
+            /* The messages before it are consumed and counted: returning
+             * -1 now would lose their count. The next call reports it. */
+            if (k > 0)
+                break;
             errno = EMSGSIZE;
             return -1;
         }

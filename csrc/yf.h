@@ -338,8 +338,10 @@ size_t yf_sbuf_layout(const yf_sbuf *sb, uint64_t info[6], uint64_t *addr, size_
  * then the payload): parses up to n whole messages from the cursor, hands
  * each payload out with peek (zero-copy unless it straddles chunks), adds
  * len + first byte + last byte to *sum and len to *bytes, then consumes.
- * Stops early when no whole message is buffered. Returns messages parsed;
- * EMSGSIZE for a length over max_len (the cursor stays on it), EINVAL, ENOMEM. */
+ * Stops early when no whole message is buffered, or before a length over
+ * max_len when messages precede it. Returns messages parsed; EMSGSIZE
+ * when the first length at the cursor is over max_len (nothing consumed, the
+ * cursor stays on it), EINVAL, ENOMEM. */
 int64_t yf_sbuf_take_msgs(yf_sbuf *sb, int64_t n, size_t max_len, uint64_t *sum, uint64_t *bytes);
 
 /* ======================================================================

@@ -9,6 +9,9 @@ import errno as _errno
 import os
 import stat
 
+import numpy as np
+
+from ._handle import Owned, borrow, error, fileno, guarded, integer
 from ._yfcore import ffi, lib
 from .runtime import Coroutine, Scheduler
 
@@ -37,11 +40,7 @@ _COUNT_FIELDS = ("iterations", "events", "timers_fired", "wakeups", "waiting_fds
 
 
 def _int(name: str, value, lo: int, hi: int) -> int:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if not lo <= value <= hi:
-        raise ValueError(f"{name} must be between {lo} and {hi}, got {value}")
-    return value
+    return integer(name, value, lo, hi)
 
 
 def _timeout(name: str, value, hi: int) -> int:
@@ -53,11 +52,7 @@ def _timeout(name: str, value, hi: int) -> int:
 
 def _fd(value, *, socket: bool = False) -> int:
     """An open fd (an int or an object with fileno()), checked with fstat."""
-    fd = value.fileno() if hasattr(value, "fileno") else value
-    if not isinstance(fd, int) or isinstance(fd, bool):
-        raise TypeError(f"fd must be an int or have fileno(), got {type(value).__name__}")
-    if not 0 <= fd <= _FD_MAX:
-        raise ValueError(f"fd must be between 0 and {_FD_MAX}, got {fd}")
+    fd = fileno("fd", value, _FD_MAX)
     try:
         mode = os.fstat(fd).st_mode
     except OSError as e:
@@ -72,24 +67,28 @@ def _events(value) -> int:
         if value not in EVENTS:
             raise ValueError(f"events must be one of {sorted(EVENTS)}, got {value!r}")
         return EVENTS[value]
-    if isinstance(value, bool) or value not in _EVENT_NAMES:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) \
+            or int(value) not in _EVENT_NAMES:
         raise ValueError(f"events must be one of {sorted(EVENTS)} or {sorted(_EVENT_NAMES)}, got {value!r}")
-    return value
+    return int(value)
 
 
 class Task:
     """A loop body's coroutine and how to read its result."""
 
-    __slots__ = ("coroutine", "body", "_decode", "_keep")
+    __slots__ = ("coroutine", "body", "_decode", "_loop")
 
-    def __init__(self, coroutine: Coroutine, body: str, decode, keep):
+    def __init__(self, coroutine: Coroutine, body: str, decode, loop):
         self.coroutine = coroutine
         self.body = body
         self._decode = decode
-        self._keep = keep          # the socket objects whose fds the body uses
+        self._loop = loop
 
     def __repr__(self):
         return f"<Task {self.body} {self.coroutine!r}>"
+
+    def __reduce_ex__(self, protocol):
+        raise TypeError("a Task cannot be pickled: it names a coroutine of a live C scheduler in this process")
 
     @property
     def id(self) -> int:
@@ -106,66 +105,89 @@ class Task:
         LookupError once reaped.
         """
         status = self.coroutine.reap()
-        self._keep = None
+        self._loop._keep.pop(self.coroutine.id, None)
         if status < 0:
             e = -status
             raise OSError(e, f"{self.body} body: {os.strerror(e)}")
         return self._decode(status)
 
 
-class Loop:
+class Loop(Owned):
     """The epoll event loop of a Scheduler (one loop per scheduler).
 
     run() resumes the scheduler's ready coroutines, then sleeps in epoll_wait
     until an fd is ready or a timer is due, until no coroutine is left
     unfinished or stop() is called.
+
+    The loop belongs to its scheduler's owner thread, and holds the objects
+    (sockets) whose fds its coroutines use until those coroutines finish, so
+    an fd is never closed and reused under a waiting coroutine by the garbage
+    collector. Closing the scheduler closes its loop first.
     """
 
+    _what = "loop"
+
     def __init__(self, sched: Scheduler):
+        self._fresh()
         if not isinstance(sched, Scheduler):
             raise TypeError(f"sched must be a yfcore.runtime.Scheduler, got {type(sched).__name__}")
-        lp = lib.yf_loop_new(sched._ptr())
+        with borrow(sched) as s:
+            lp = lib.yf_loop_new(s)
         if lp == ffi.NULL:
             if ffi.errno == _errno.EEXIST:
                 raise ValueError("this scheduler already has a loop (one loop per scheduler)")
             if ffi.errno == _errno.ENOMEM:
                 raise MemoryError("cannot allocate an event loop")
-            e = ffi.errno
-            raise OSError(e, f"yf_loop_new: {os.strerror(e)}")
+            raise error("yf_loop_new")
         self.sched = sched
-        self._lp = lp
+        self._owner, self._owner_name = sched._owner, sched._owner_name
+        self._keep = {}          # coroutine id -> the object whose fd it uses
+        self._open(lp)
+        sched._attach_loop(self)
 
-    def _ptr(self):
-        if self._lp is None:
-            raise ValueError("the loop is closed")
-        # The loop and its waiting coroutines live in the scheduler: using
-        # the loop after the scheduler is freed would touch freed memory.
-        if self.sched._s is None:
-            raise ValueError("the loop's scheduler is closed")
-        return self._lp
+    # A call on the loop is also a call on its scheduler (thread, liveness).
+    def _enter(self):
+        if self._h is None:
+            raise ValueError(self._closed_message())
+        self.sched._enter()
+        self._calls += 1
+        return self._h
+
+    def _leave(self):
+        self._calls -= 1
+        self.sched._leave()
+
+    def _destroy(self, lp) -> None:
+        if lib.yf_loop_free(lp) != 0:
+            e = ffi.errno
+            raise OSError(e, f"yf_loop_free: {os.strerror(e)}"
+                          + (" (coroutines still wait on the loop: run it to the end first)"
+                             if e == _errno.EBUSY else ""))
+        self._keep.clear()
 
     def close(self) -> None:
         """Free the loop. OSError(EBUSY) while coroutines wait on it. Idempotent."""
-        if self._lp is not None:
-            if lib.yf_loop_free(self._lp) != 0:
-                e = ffi.errno
-                raise OSError(e, f"yf_loop_free: {os.strerror(e)}"
-                              + (" (coroutines still wait on the loop: run it to the end first)"
-                                 if e == _errno.EBUSY else ""))
-            self._lp = None
+        if self._h is None:
+            self._closed_why = None
+            return
+        super().close()
 
-    def __enter__(self):
-        return self
+    def _close_with_scheduler(self) -> None:
+        """From Scheduler.close: free the loop first (OSError(EBUSY), and the
+        scheduler stays open, while coroutines wait on it)."""
+        if self._h is None:
+            return
+        if self._calls:
+            raise RuntimeError("close() of a scheduler while its loop is running: nothing was freed")
+        try:
+            self._destroy(self._h)
+        except OSError as e:
+            raise OSError(e.errno, "cannot close the scheduler: coroutines wait on its loop "
+                                   "(run the loop until they finish first)") from None
+        self._h = None
+        self._closed_why = "the loop's scheduler is closed"
 
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        # A loop with waiters cannot be freed; it is left allocated (their
-        # records point into it) rather than raising from a finalizer.
-        if getattr(self, "_lp", None) is not None and lib.yf_loop_free(self._lp) == 0:
-            self._lp = None
-
+    @guarded
     def run(self) -> int:
         """Run until no coroutine is unfinished or stop(); return the number of resumes.
 
@@ -173,43 +195,59 @@ class Loop:
         the loop (nothing could ever wake them). A signal interrupts the
         wait: its Python handler runs, and unless it raises, the loop goes on.
         """
-        lp = self._ptr()
-        before = self._counts().resumes
-        while True:
-            if lib.yf_loop_run(lp) >= 0:
-                return self._counts().resumes - before
-            e = ffi.errno
-            if e != _errno.EINTR:
-                msg = {_errno.EDEADLK: "unfinished coroutines remain but none waits on the loop"}.get(
-                    e, os.strerror(e))
-                raise OSError(e, f"yf_loop_run: {msg}")
-            # Back in Python, pending signal handlers run before the next
-            # bytecode: KeyboardInterrupt ends a run that would block forever.
+        lp = self._h
+        try:
+            before = self._counts().resumes
+            while True:
+                if lib.yf_loop_run(lp) >= 0:
+                    return self._counts().resumes - before
+                e = ffi.errno
+                if e != _errno.EINTR:
+                    msg = {_errno.EDEADLK: "unfinished coroutines remain but none waits on the loop"}.get(
+                        e, os.strerror(e))
+                    raise OSError(e, f"yf_loop_run: {msg}")
+                # Back in Python, pending signal handlers run before the next
+                # bytecode: KeyboardInterrupt ends a run that would block forever.
+        finally:
+            self._release_finished()
 
+    def _release_finished(self) -> None:
+        """Drop the objects of coroutines that have finished (or were reaped)."""
+        s = self.sched._h
+        for co_id in [i for i in self._keep
+                      if (co := lib.yf_co_find(s, i)) == ffi.NULL or lib.yf_co_state(co) == lib.YF_DONE]:
+            del self._keep[co_id]
+
+    @guarded
     def stop(self) -> None:
         """Make the next run() do one non-blocking iteration and return."""
-        lib.yf_loop_stop(self._ptr())
+        lib.yf_loop_stop(self._h)
 
     @property
+    @guarded
     def now(self) -> int:
         """The loop's cached CLOCK_MONOTONIC time in ns, refreshed once per iteration."""
-        return lib.yf_loop_now(self._ptr())
+        return lib.yf_loop_now(self._h)
 
     def _counts(self):
         c = ffi.new("yf_loop_counts *")
-        lib.yf_loop_counts_get(self._ptr(), c)
+        lib.yf_loop_counts_get(self._h, c)
         return c
 
+    @guarded
     def counts(self) -> dict:
         """iterations, events, timers_fired, wakeups, waiting_fds, sleeping, resumes."""
         c = self._counts()
         return {k: getattr(c, k) for k in _COUNT_FIELDS}
 
+    @guarded
     def spawn(self, body: str, *args) -> Task:
         """Start the built-in loop body `body` (see LOOP_DEMOS) with validated arguments."""
+        if not isinstance(body, str):
+            raise TypeError(f"body must be a str naming a loop body ({', '.join(LOOP_DEMOS)}), "
+                            f"got {type(body).__name__}")
         if body not in LOOP_DEMOS:
             raise ValueError(f"unknown loop body {body!r}; built-in loop bodies: {', '.join(LOOP_DEMOS)}")
-        self._ptr()
         nargs = {"sleep": 1, "echo": 1, "client": 3, "wait": 3, "stop": 1}[body]
         if len(args) != nargs:
             raise TypeError(f"{body} takes {nargs} argument(s): {LOOP_DEMOS[body]}")
@@ -233,10 +271,12 @@ class Loop:
 
             def decode(status):
                 return status & 0xF, status >> 4
-        co = lib.yf_co_create(self.sched._ptr(), fn, ffi.cast("void *", arg))
+        co = lib.yf_co_create(self.sched._h, fn, ffi.cast("void *", arg))
         if co == ffi.NULL:
             if ffi.errno == _errno.ENOMEM:
                 raise MemoryError("no stack could be mapped for a new coroutine (see vm.max_map_count)")
-            e = ffi.errno
-            raise OSError(e, f"yf_co_create: {os.strerror(e)}")
-        return Task(Coroutine(self.sched, lib.yf_co_id(co)), body, decode, keep)
+            raise error("yf_co_create")
+        co_id = lib.yf_co_id(co)
+        if keep is not None and not isinstance(keep, (int, np.integer)):
+            self._keep[co_id] = keep
+        return Task(Coroutine(self.sched, co_id), body, decode, self)

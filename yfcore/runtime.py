@@ -9,9 +9,11 @@ import ctypes.util
 import errno as _errno
 import functools
 import os
+import weakref
 
 import numpy as np
 
+from ._handle import INT64_MAX, INT64_MIN, UINT64_MAX, Owned, choice, error, flag, guarded, integer
 from ._yfcore import ffi, lib
 
 __all__ = [
@@ -37,66 +39,67 @@ TRACE_DTYPE = np.dtype([("t_ns", "<u8"), ("from_id", "<u8"), ("to_id", "<u8"), (
 # Bytes kept free below a use_stack body's array for its own frames and the
 # calls it makes (yield, the switch): asking for more would overflow.
 _STACK_MARGIN = 2048
+# The largest trace ring trace() accepts (records of 32 bytes: 8 GiB).
+_TRACE_MAX = 2**28
 
 
-def _oserror(what: str) -> OSError:
-    e = ffi.errno
-    return OSError(e, f"{what}: {os.strerror(e)}")
-
-
-class Scheduler:
+class Scheduler(Owned):
     """A scheduler of C-bodied coroutines with pooled, guarded stacks.
 
     stack_size: bytes per stack (guard page included), a power of two between
     16 KiB and 256 MiB. fpfast: switches skip the FP control state (coroutines
     may change it only through the runtime). guard: "auto" (guard regions where
     the kernel has them, else mprotect), "mprotect", or "none".
+
+    The thread that makes a scheduler owns it: it and its coroutines and loop
+    are used from that thread only (RuntimeError elsewhere). See yfcore._handle.
     """
 
+    _what = "scheduler"
+
     def __init__(self, stack_size: int = 65536, *, fpfast: bool = False, guard: str = "auto"):
-        if not isinstance(stack_size, int) or isinstance(stack_size, bool):
-            raise TypeError(f"stack_size must be an int, got {type(stack_size).__name__}")
+        self._fresh()
         lo, hi = lib.YF_STACK_MIN, lib.YF_STACK_MAX
+        if isinstance(stack_size, (bool, np.bool_)) or not isinstance(stack_size, (int, np.integer)):
+            raise TypeError(f"stack_size must be an int, got {type(stack_size).__name__}")
+        stack_size = int(stack_size)
         if not lo <= stack_size <= hi or stack_size & (stack_size - 1):
             raise ValueError(f"stack_size must be a power of two between {lo} and {hi}, got {stack_size}")
         guards = {"auto": 0, "mprotect": lib.YF_SCHED_GUARD_MPROTECT, "none": lib.YF_SCHED_NOGUARD}
-        if guard not in guards:
-            raise ValueError(f"guard must be one of {sorted(guards)}, got {guard!r}")
-        flags = guards[guard] | (lib.YF_SCHED_FPFAST if fpfast else 0)
+        flags = guards[choice("guard", guard, guards)] | (lib.YF_SCHED_FPFAST if flag("fpfast", fpfast) else 0)
         s = lib.yf_sched_new(stack_size, flags)
         if s == ffi.NULL:
-            raise _oserror("yf_sched_new")
-        self._s = s
+            raise error("yf_sched_new")
+        self._loop = None       # weak reference to the Loop attached to it, if any
+        self._trace_cap = 0     # records the trace ring holds at most
+        self._open(s)
 
-    def _ptr(self):
-        if self._s is None:
-            raise ValueError("the scheduler is closed")
-        return self._s
+    def _before_close(self) -> None:
+        # The loop's wheel and fd table link records on coroutine stacks:
+        # it goes first, while those stacks are still mapped.
+        lp = self._loop() if self._loop is not None else None
+        if lp is not None:
+            lp._close_with_scheduler()
+        self._loop = None
 
-    def close(self) -> None:
-        """Free every coroutine and stack. Idempotent."""
-        if self._s is not None:
-            if lib.yf_sched_free(self._s) != 0:
-                raise _oserror("yf_sched_free")
-            self._s = None
+    def _destroy(self, s) -> None:
+        if lib.yf_sched_free(s) != 0:
+            raise error("yf_sched_free")
 
-    def __enter__(self):
-        return self
+    def _attach_loop(self, lp) -> None:
+        self._loop = weakref.ref(lp)
 
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        if getattr(self, "_s", None) is not None:
-            self.close()
-
+    @guarded
     def spawn(self, body: str, arg: int = 0) -> "Coroutine":
         """Create a coroutine running the built-in C body `body` (see DEMOS) with integer `arg`."""
-        s = self._ptr()
+        if not isinstance(body, str):
+            raise TypeError(f"body must be a str naming a built-in body ({', '.join(DEMOS)}), "
+                            f"got {type(body).__name__}")
         if body not in DEMOS:
             raise ValueError(f"unknown body {body!r}; built-in bodies: {', '.join(DEMOS)}")
-        if not isinstance(arg, int) or isinstance(arg, bool):
+        if isinstance(arg, (bool, np.bool_)) or not isinstance(arg, (int, np.integer)):
             raise TypeError(f"arg must be an int, got {type(arg).__name__}")
+        arg = int(arg)
         if not 0 <= arg < 2**62:
             raise ValueError(f"arg must be between 0 and 2**62, got {arg}")
         if body == "use_stack" and arg > self.usable_stack - _STACK_MARGIN:
@@ -105,28 +108,33 @@ class Scheduler:
                 f"(at most {self.usable_stack - _STACK_MARGIN}); overflows run in a subprocess: "
                 "yfcore.lab.guards.overflow()"
             )
-        co = lib.yf_co_create(s, DEMOS[body][0], ffi.cast("void *", arg))
+        co = lib.yf_co_create(self._h, DEMOS[body][0], ffi.cast("void *", arg))
         if co == ffi.NULL:
             if ffi.errno == _errno.ENOMEM:
                 raise MemoryError("no stack could be mapped for a new coroutine (see vm.max_map_count)")
-            raise _oserror("yf_co_create")
+            raise error("yf_co_create")
         return Coroutine(self, lib.yf_co_id(co))
 
+    @guarded
     def run(self) -> int:
         """Resume ready coroutines until none is ready; return the number of resumes."""
-        n = lib.yf_sched_run(self._ptr())
+        n = lib.yf_sched_run(self._h)
         if n < 0:
-            raise _oserror("yf_sched_run")
+            raise error("yf_sched_run")
         return n
 
+    @guarded
     def find(self, co_id: int) -> "Coroutine":
         """The live coroutine with this id; LookupError when it never existed or was reaped."""
-        Coroutine(self, co_id)._ptr()
+        if isinstance(co_id, np.integer) and not isinstance(co_id, np.bool_):
+            co_id = int(co_id)
+        Coroutine(self, co_id)._find()
         return Coroutine(self, co_id)
 
     @property
+    @guarded
     def stack_size(self) -> int:
-        return lib.yf_sched_stack_size(self._ptr())
+        return lib.yf_sched_stack_size(self._h)
 
     @property
     def usable_stack(self) -> int:
@@ -134,46 +142,72 @@ class Scheduler:
         return self.stack_size - os.sysconf("SC_PAGE_SIZE") - 64 - min(64, self.stack_size // 1024) * 64
 
     @property
+    @guarded
     def fpfast(self) -> bool:
-        return bool(lib.yf_sched_flags(self._ptr()) & lib.YF_SCHED_FPFAST)
+        return bool(lib.yf_sched_flags(self._h) & lib.YF_SCHED_FPFAST)
 
     @property
+    @guarded
     def guard(self) -> str:
         """"regions" (MADV_GUARD_INSTALL), "mprotect" or "none"."""
-        s = self._ptr()
-        if lib.yf_sched_flags(s) & lib.YF_SCHED_NOGUARD:
+        if lib.yf_sched_flags(self._h) & lib.YF_SCHED_NOGUARD:
             return "none"
-        return "regions" if lib.yf_sched_guard_regions(s) else "mprotect"
+        return "regions" if lib.yf_sched_guard_regions(self._h) else "mprotect"
 
+    @guarded
     def counts(self) -> dict:
         """live, ready, blocked, done, created, switches, stacks_pooled, stacks_mapped, arenas."""
         c = ffi.new("yf_counts *")
-        lib.yf_sched_counts(self._ptr(), c)
+        lib.yf_sched_counts(self._h, c)
         return {k: getattr(c, k) for k in ("live", "ready", "blocked", "done", "created",
                                            "switches", "stacks_pooled", "stacks_mapped", "arenas")}
 
+    @guarded
     def trace(self, capacity: int) -> None:
         """Record the last `capacity` switches (0 stops recording)."""
-        if not isinstance(capacity, int) or capacity < 0 or capacity > 2**28:
-            raise ValueError(f"capacity must be an int between 0 and 2**28, got {capacity!r}")
-        if lib.yf_sched_trace(self._ptr(), capacity) != 0:
-            raise MemoryError(f"cannot allocate a trace ring of {capacity} records")
+        if isinstance(capacity, (bool, np.bool_)) or not isinstance(capacity, (int, np.integer)) \
+                or not 0 <= capacity <= _TRACE_MAX:
+            raise ValueError(f"capacity must be an int between 0 and {_TRACE_MAX}, got {capacity!r}")
+        capacity = int(capacity)
+        if lib.yf_sched_trace(self._h, capacity) != 0:
+            raise MemoryError(f"cannot allocate a trace ring of capacity={capacity} records")
+        self._trace_cap = capacity
 
+    @guarded
     def trace_records(self) -> np.ndarray:
         """The recorded switches, oldest first, as a structured array (TRACE_DTYPE)."""
-        s = self._ptr()
-        counts = self.counts()
-        buf = np.zeros(min(counts["switches"], 2**28), dtype=TRACE_DTYPE)
-        n = lib.yf_sched_trace_read(s, ffi.cast("yf_trace_rec *", ffi.from_buffer(buf)), len(buf))
+        c = ffi.new("yf_counts *")
+        lib.yf_sched_counts(self._h, c)
+        # The ring holds at most its capacity, and never more than the switches made.
+        buf = np.zeros(min(c.switches, self._trace_cap), dtype=TRACE_DTYPE)
+        if len(buf) == 0:
+            return buf
+        n = lib.yf_sched_trace_read(self._h, ffi.cast("yf_trace_rec *", ffi.from_buffer(buf)), len(buf))
         return buf[:n].copy()
 
+    @guarded
     def trim(self) -> int:
         """Give the physical pages of pooled stacks back to the kernel; return bytes released."""
-        return lib.yf_sched_trim(self._ptr())
+        return lib.yf_sched_trim(self._h)
+
+
+def _co_method(fn):
+    """A Coroutine method: checked and counted as a call on its scheduler,
+    with the coroutine's pointer looked up again as its first argument."""
+    @functools.wraps(fn)
+    def call(self, *args, **kwargs):
+        sched = self.sched
+        sched._enter()
+        try:
+            return fn(self, self._find(), *args, **kwargs)
+        finally:
+            sched._leave()
+    return call
 
 
 class Coroutine:
-    """A handle on one coroutine, by id; every call looks it up again."""
+    """A handle on one coroutine, by id; every call looks it up again (on
+    its scheduler's owner thread)."""
 
     __slots__ = ("sched", "id")
 
@@ -188,92 +222,110 @@ class Coroutine:
             state = "reaped"
         except ValueError:
             state = "scheduler closed"
+        except RuntimeError:
+            state = "of another thread"
         return f"<Coroutine {self.id} {state}>"
 
-    def _ptr(self):
-        if not isinstance(self.id, int) or not 0 < self.id < 2**64:
+    def __reduce_ex__(self, protocol):
+        raise TypeError("a Coroutine cannot be pickled: it names a coroutine of a live C scheduler "
+                        "in this process")
+
+    def _find(self):
+        """The C coroutine; the caller holds its scheduler (checked and counted)."""
+        if not isinstance(self.id, int) or isinstance(self.id, bool) or not 0 < self.id < 2**64:
             raise LookupError(f"no coroutine with id {self.id!r}")
-        co = lib.yf_co_find(self.sched._ptr(), self.id)
+        co = lib.yf_co_find(self.sched._h, self.id)
         if co == ffi.NULL:
             raise LookupError(f"coroutine {self.id} does not exist (never created, or reaped)")
         return co
 
     @property
-    def state(self) -> str:
-        return STATES[lib.yf_co_state(self._ptr())]
+    @_co_method
+    def state(self, co) -> str:
+        return STATES[lib.yf_co_state(co)]
 
-    def resume(self) -> None:
+    @_co_method
+    def resume(self, co) -> None:
         """Run the coroutine until it yields, blocks or ends."""
-        co = self._ptr()
         if lib.yf_co_resume(co) != 0:
-            raise RuntimeError(f"cannot resume coroutine {self.id}: it is {self.state}")
+            raise RuntimeError(f"cannot resume coroutine {self.id}: it is {STATES[lib.yf_co_state(co)]}")
 
     @property
-    def token(self) -> int:
+    @_co_method
+    def token(self, co) -> int:
         """The token of the current block (0 unless blocked)."""
-        return lib.yf_co_token(self._ptr())
+        return lib.yf_co_token(co)
 
-    def wake(self, token: int, value: int = 0) -> None:
+    @_co_method
+    def wake(self, co, token: int, value: int = 0) -> None:
         """Wake a blocked coroutine; ValueError for a stale or duplicate token."""
-        co = self._ptr()
-        if not isinstance(token, int) or not 0 <= token < 2**64:
+        if isinstance(token, (bool, np.bool_)) or not isinstance(token, (int, np.integer)) \
+                or not 0 <= token <= UINT64_MAX:
             raise ValueError(f"token must be an unsigned 64-bit int, got {token!r}")
-        if not isinstance(value, int) or not -(2**63) <= value < 2**63:
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) \
+                or not INT64_MIN <= value <= INT64_MAX:
             raise ValueError(f"value must be a signed 64-bit int, got {value!r}")
-        if lib.yf_co_wake(co, token, value) != 0:
+        if lib.yf_co_wake(co, int(token), int(value)) != 0:
             raise ValueError(f"stale wake-up of coroutine {self.id}: token {token} is not its current block's "
-                             f"({lib.yf_co_token(co)}, state {self.state})")
+                             f"({lib.yf_co_token(co)}, state {STATES[lib.yf_co_state(co)]})")
 
-    def cancel(self, status: int = -1) -> None:
+    @_co_method
+    def cancel(self, co, status: int = -1) -> None:
         """Finish a coroutine that has not started; RuntimeError once it has."""
-        co = self._ptr()
-        if not isinstance(status, int) or isinstance(status, bool) or not -(2**63) <= status < 2**63:
+        if isinstance(status, (bool, np.bool_)) or not isinstance(status, (int, np.integer)) \
+                or not INT64_MIN <= status <= INT64_MAX:
             raise ValueError(f"status must be a signed 64-bit int, got {status!r}")
-        if lib.yf_co_cancel(co, status) != 0:
-            raise RuntimeError(f"cannot cancel coroutine {self.id}: it has started ({self.state})")
+        if lib.yf_co_cancel(co, int(status)) != 0:
+            raise RuntimeError(f"cannot cancel coroutine {self.id}: it has started ({STATES[lib.yf_co_state(co)]})")
 
     @property
-    def status(self) -> int:
+    @_co_method
+    def status(self, co) -> int:
         """Exit status of a finished coroutine; RuntimeError before it finishes."""
         out = ffi.new("intptr_t *")
-        if lib.yf_co_status(self._ptr(), out) != 0:
-            raise RuntimeError(f"coroutine {self.id} has not finished ({self.state})")
+        if lib.yf_co_status(co, out) != 0:
+            raise RuntimeError(f"coroutine {self.id} has not finished ({STATES[lib.yf_co_state(co)]})")
         return out[0]
 
-    def reap(self) -> int:
+    @_co_method
+    def reap(self, co) -> int:
         """Release a finished coroutine and return its status; the id is dead afterwards."""
         out = ffi.new("intptr_t *")
-        if lib.yf_co_reap(self._ptr(), out) != 0:
-            raise RuntimeError(f"coroutine {self.id} has not finished ({self.state})")
+        if lib.yf_co_reap(co, out) != 0:
+            raise RuntimeError(f"coroutine {self.id} has not finished ({STATES[lib.yf_co_state(co)]})")
         return out[0]
 
     @property
-    def stack_size(self) -> int:
+    @_co_method
+    def stack_size(self, co) -> int:
         """Usable bytes of its stack (0 once finished: the stack is back in the pool)."""
-        return lib.yf_co_stack_size(self._ptr())
+        return lib.yf_co_stack_size(co)
 
-    def stack_layout(self) -> dict:
+    @_co_method
+    def stack_layout(self, co) -> dict:
         """Addresses of its stack slot: slot (= guard page), guard_end, top, slot_end."""
         out = ffi.new("uint64_t[4]")
-        if lib.yf_co_stack_layout(self._ptr(), out) != 0:
-            raise RuntimeError(f"coroutine {self.id} has no stack ({self.state})")
+        if lib.yf_co_stack_layout(co, out) != 0:
+            raise RuntimeError(f"coroutine {self.id} has no stack ({STATES[lib.yf_co_state(co)]})")
         return dict(zip(("slot", "guard_end", "top", "slot_end"), out))
 
-    def saved_frame(self) -> dict:
+    @_co_method
+    def saved_frame(self, co) -> dict:
         """The frame its last switch left on its stack, slot by slot (see ctx_x86_64.S), with "sp"."""
         sp = ffi.new("uint64_t *")
         out = ffi.new("uint64_t[8]")
-        if lib.yf_co_saved_frame(self._ptr(), sp, out) != 0:
-            raise RuntimeError(f"coroutine {self.id} has no saved frame ({self.state})")
+        if lib.yf_co_saved_frame(co, sp, out) != 0:
+            raise RuntimeError(f"coroutine {self.id} has no saved frame ({STATES[lib.yf_co_state(co)]})")
         words = list(out)
         frame = {"sp": sp[0], "mxcsr": words[0] & 0xFFFFFFFF, "x87cw": (words[0] >> 32) & 0xFFFF}
         frame.update(zip(("r12", "r13", "r14", "r15", "rbx", "rbp", "rip"), words[1:]))
         return frame
 
     @property
-    def stack_hwm(self) -> int:
+    @_co_method
+    def stack_hwm(self, co) -> int:
         """Bytes of its stack ever touched (page-granular high-water mark)."""
-        return lib.yf_co_stack_hwm(self._ptr())
+        return lib.yf_co_stack_hwm(co)
 
 
 def build_info() -> str:

@@ -20,11 +20,12 @@ expiry names its handle with no lookup; the caller's payloads stay here.
 import errno
 import mmap
 import os
-from collections import namedtuple
-from itertools import count
+import threading
+from collections import deque, namedtuple
 
 import numpy as np
 
+from ._handle import Owned, error, guarded, int_array, integer
 from ._yfcore import ffi, lib
 
 __all__ = ["TimerWheel", "Expired", "DEFAULT_BITS"]
@@ -46,45 +47,41 @@ _GEN_FIELD = _GEN_MASK << _SLOT_BITS
 MAX_CAPACITY = 1 << _SLOT_BITS
 _TIMER_SIZE = ffi.sizeof("yf_timer")
 
-# Tags 1..2047 in turn: two wheels alive at once get different tags unless
-# 2047 wheels were made in between.
-_tags = count()
+# Tags 1..2047: no two open wheels share one, so a handle of one open wheel
+# never matches a timer of another. A closed wheel's tag goes to the back of
+# the queue, to be reused as late as possible.
+_free_tags = deque(range(1, 1 << _TAG_BITS))
+_tags_lock = threading.Lock()
+
+
+def _take_tag() -> int:
+    with _tags_lock:
+        if not _free_tags:
+            raise RuntimeError(f"at most {(1 << _TAG_BITS) - 1} TimerWheels may be open at once "
+                               "(each tags its handles); close some first")
+        return _free_tags.popleft()
+
+
+def _give_tag(tag: int) -> None:
+    with _tags_lock:
+        _free_tags.append(tag)
+
 
 Expired = namedtuple("Expired", "handle deadline payload")
 
 _CANCELLED, _EXPIRED = 2, 3
 _FATE = {_CANCELLED: "was cancelled", _EXPIRED: "has expired"}
-# np.iinfo is slow to build, and batches check bounds on every call.
-_LIMITS = {np.dtype(t): np.iinfo(t) for t in np.typecodes["AllInteger"]}
 
 
 def _int(name: str, value, lo: int = 0, hi: int = MAX_TIME) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    value = int(value)
-    if not lo <= value <= hi:
-        raise ValueError(f"{name} must be between {lo} and {hi}, got {value}")
-    return value
+    return integer(name, value, lo, hi)
 
 
 def _array(name: str, values, lo: int = 0, hi: int = MAX_TIME) -> np.ndarray:
-    a = np.asarray(values)
-    if a.ndim != 1:
-        raise ValueError(f"{name} must be a 1-D array, got {a.ndim} dimensions")
-    if a.size == 0:
-        return a.astype(np.int64)
-    if a.dtype.kind not in "iu":
-        raise TypeError(f"{name} must hold integers, got dtype {a.dtype}")
-    # Only the bounds the dtype can cross are checked: batches are hot.
-    info = _LIMITS[a.dtype]
-    low = info.min < lo and a.min() < lo
-    if low or (info.max > hi and a.max() > hi):
-        bad = a[(a < lo) | (a > hi)][0]
-        raise ValueError(f"{name} must lie between {lo} and {hi}, got {bad}")
-    return a
+    return int_array(name, values, lo, hi)
 
 
-class TimerWheel:
+class TimerWheel(Owned):
     """A hierarchical timer wheel of integer ticks.
 
     bits: slots per level as powers of two (level 0 first), 1-8 levels of
@@ -94,13 +91,27 @@ class TimerWheel:
 
     add(deadline, payload) arms a timer and returns its handle; cancel(handle)
     disarms it; advance(now) returns the timers that expired, in deadline
-    order (ties in arming order). add_many, cancel_many and advance_many do
-    the same on numpy arrays in one C call each.
+    order (ties in arming order), where a deadline that had already passed
+    when the timer was armed counts as the wheel's time then: such a timer
+    is due at once, after those due earlier and before later ones, so
+    TimerWheel(now=100) armed with 50, 10, 100, 101 fires them in that order.
+    add_many, cancel_many and advance_many do the same on numpy arrays in
+    one C call each.
+
+    Any thread may use a wheel; a lock serialises the calls (yfcore._handle).
     """
 
+    _what = "timer wheel"
+    _shared = True
+
     def __init__(self, bits=DEFAULT_BITS, now: int = 0, capacity: int = DEFAULT_CAPACITY):
-        self._wh = None
-        bits = tuple(bits)
+        self._fresh()
+        if isinstance(bits, (str, bytes)):
+            raise TypeError(f"bits must be a sequence of ints, got {type(bits).__name__}")
+        try:
+            bits = tuple(bits)
+        except TypeError:
+            raise TypeError(f"bits must be a sequence of ints, got {type(bits).__name__}") from None
         if not 1 <= len(bits) <= MAX_LEVELS:
             raise ValueError(f"bits must name 1 to {MAX_LEVELS} levels, got {len(bits)}")
         for i, b in enumerate(bits):
@@ -108,17 +119,26 @@ class TimerWheel:
         if sum(bits) > MAX_TOTAL_BITS:
             raise ValueError(f"bits must add up to at most {MAX_TOTAL_BITS}, got {sum(bits)}")
         now = _int("now", now)
-        self._capacity = _int("capacity", capacity, 1, MAX_CAPACITY)
+        capacity = _int("capacity", capacity, 1, MAX_CAPACITY)
+        self._capacity = capacity
         self._bits = tuple(int(b) for b in bits)
-        self._map = mmap.mmap(-1, self._capacity * _TIMER_SIZE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        try:
+            self._map = mmap.mmap(-1, capacity * _TIMER_SIZE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        except OSError as e:
+            raise MemoryError(f"capacity={capacity}: cannot reserve {capacity * _TIMER_SIZE} bytes "
+                              f"for its timers ({os.strerror(e.errno)})") from None
         self._timers = ffi.from_buffer("yf_timer[]", self._map)
         wh = lib.yf_wheel_new(ffi.new("unsigned[]", list(self._bits)), len(self._bits), now)
         if wh == ffi.NULL:
-            self._release_memory()
             e = ffi.errno
-            raise OSError(e, f"yf_wheel_new: {os.strerror(e)}")
-        self._wh = wh
-        self._tag = next(_tags) % ((1 << _TAG_BITS) - 1) + 1
+            self._release_memory()
+            raise error("yf_wheel_new", e)
+        try:
+            self._tag = _take_tag()
+        except RuntimeError:
+            lib.yf_wheel_free(wh)
+            self._release_memory()
+            raise
         # Per slot, Python's own records: handle (see the module docstring;
         # -1 past _high), how its last timer ended, the caller's payload.
         self._hand = np.full(1024, -1, np.int64)
@@ -129,6 +149,7 @@ class TimerWheel:
         self._nfree = 0
         self._tag_bits = self._tag << (_GEN_BITS + _SLOT_BITS)
         self._out_h = self._out_d = None
+        self._open(wh)
 
     # ---- lifetime ------------------------------------------------------------------
 
@@ -137,27 +158,11 @@ class TimerWheel:
         self._timers = None
         self._map.close()
 
-    def close(self) -> None:
-        """Free the wheel, then the timers' memory. Idempotent."""
-        if self._wh is not None:
-            lib.yf_wheel_free(self._wh)
-            self._wh = None
-            self._release_memory()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        if getattr(self, "_wh", None) is not None:
-            self.close()
-
-    def _ptr(self):
-        if self._wh is None:
-            raise ValueError("the timer wheel is closed")
-        return self._wh
+    def _destroy(self, wh) -> None:
+        """Free the wheel, then the timers' memory, then the tag."""
+        lib.yf_wheel_free(wh)
+        self._release_memory()
+        _give_tag(self._tag)
 
     # ---- slots and handles ---------------------------------------------------------
 
@@ -230,12 +235,13 @@ class TimerWheel:
 
     # ---- one timer at a time -------------------------------------------------------
 
+    @guarded
     def add(self, deadline: int, payload: int = 0) -> int:
         """Arm a timer for tick `deadline` (at or before now: due at the next
         advance) carrying the int `payload`; return its handle."""
         deadline = _int("deadline", deadline)
         payload = _int("payload", payload, -(2**63), 2**63 - 1)
-        wh = self._ptr()
+        wh = self._h
         slot = int(self._take(1)[0])
         handle = ~int(self._hand[slot])
         t = self._timers + slot
@@ -249,11 +255,12 @@ class TimerWheel:
         self._payload[slot] = payload
         return handle
 
+    @guarded
     def cancel(self, handle: int) -> int:
         """Disarm a pending timer and return its payload. LookupError for a
         handle that was cancelled, has expired, or is not this wheel's."""
         handle = _int("handle", handle, 0, 2**63 - 1)
-        wh = self._ptr()
+        wh = self._h
         h, slots = self._slots_of("handle", np.array([handle], np.int64))
         if lib.yf_wheel_cancel(wh, self._timers + int(slots[0])) != 0:
             e = ffi.errno
@@ -262,14 +269,17 @@ class TimerWheel:
         self._give_back(h, slots, _CANCELLED)
         return payload
 
+    @guarded
     def advance(self, now: int) -> list:
         """Move time to `now` and return the expired timers as Expired(handle,
-        deadline, payload) tuples, in deadline order."""
+        deadline, payload) tuples, in deadline order (see the class docstring
+        for deadlines already past when armed)."""
         h, d, p = self.advance_many(now)
         return [Expired(*x) for x in zip(h.tolist(), d.tolist(), p.tolist())]
 
     # ---- batches -------------------------------------------------------------------
 
+    @guarded
     def add_many(self, deadlines, payloads=None) -> np.ndarray:
         """Arm one timer per deadline (payloads: same length, default 0) in one
         C call; return their handles (int64)."""
@@ -280,7 +290,7 @@ class TimerWheel:
             p = _array("payloads", payloads, -(2**63), 2**63 - 1)
             if len(p) != len(d):
                 raise ValueError(f"payloads has {len(p)} entries, deadlines {len(d)}")
-        wh = self._ptr()
+        wh = self._h
         slots = self._take(len(d))
         handles = ~self._hand[slots]
         # Validated non-negative, so an int64 array is its own uint64 view.
@@ -298,12 +308,13 @@ class TimerWheel:
         self._payload[slots] = p
         return handles
 
+    @guarded
     def cancel_many(self, handles) -> np.ndarray:
         """Disarm every handle in one C call and return their payloads; all or
         nothing: LookupError (nothing cancelled) when any handle is not
         pending or appears twice."""
         h = _array("handles", handles, 0, 2**63 - 1)
-        wh = self._ptr()
+        wh = self._h
         h, slots = self._slots_of("handles", h)
         if len(slots) > 1:
             ordered = np.sort(slots)
@@ -317,11 +328,12 @@ class TimerWheel:
         self._give_back(h, slots, _CANCELLED)
         return payloads
 
+    @guarded
     def advance_many(self, now: int):
         """Move time to `now`; return (handles, deadlines, payloads) of the
-        expired timers as int64 arrays, in deadline order."""
+        expired timers as int64 arrays, in the order of advance()."""
         now = _int("now", now)
-        wh = self._ptr()
+        wh = self._h
         if self._out_h is None:
             self._out_buffers(1024)
         parts_h, parts_d = [], []
@@ -355,12 +367,14 @@ class TimerWheel:
 
     # ---- inspection ----------------------------------------------------------------
 
+    @guarded
     def __len__(self) -> int:
-        return lib.yf_wheel_count(self._ptr())
+        return lib.yf_wheel_count(self._h)
 
     @property
+    @guarded
     def now(self) -> int:
-        return lib.yf_wheel_now(self._ptr())
+        return lib.yf_wheel_now(self._h)
 
     @property
     def bits(self) -> tuple:
@@ -370,12 +384,14 @@ class TimerWheel:
     def capacity(self) -> int:
         return self._capacity
 
+    @guarded
     def next_deadline(self) -> int | None:
         """A lower bound of the earliest pending deadline (exact for the next
         few level-0 ticks), or None when nothing is pending."""
-        n = lib.yf_wheel_next(self._ptr())
+        n = lib.yf_wheel_next(self._h)
         return None if n == 2**64 - 1 else int(n)
 
+    @guarded
     def pending(self, handle: int) -> bool:
         """True while the handle's timer is armed."""
         handle = _int("handle", handle, 0, 2**63 - 1)
@@ -385,23 +401,25 @@ class TimerWheel:
             return False
         return True
 
+    @guarded
     def check(self) -> None:
         """Verify every invariant of the C wheel; AssertionError names the first broken one."""
         msg = ffi.new("char[256]")
-        if lib.yf_wheel_check(self._ptr(), msg, 256) != 0:
+        if lib.yf_wheel_check(self._h, msg, 256) != 0:
             raise AssertionError(f"yf_wheel_check: {ffi.string(msg).decode()}")
 
+    @guarded
     def occupancy(self) -> np.ndarray:
         """Timers per slot: an array of shape (levels, 2**max(bits)), zero-padded."""
         width = max(self._bits)
         out = np.zeros(len(self._bits) << width, np.uint32)
-        n = lib.yf_wheel_occupancy(self._ptr(), ffi.from_buffer("uint32_t[]", out), width)
+        n = lib.yf_wheel_occupancy(self._h, ffi.from_buffer("uint32_t[]", out), width)
         if n == 0:
             e = ffi.errno
             raise OSError(e, f"yf_wheel_occupancy: {os.strerror(e)}")
         return out.reshape(len(self._bits), 1 << width)
 
     def __repr__(self) -> str:
-        if self._wh is None:
+        if self._h is None:
             return "TimerWheel(closed)"
         return f"TimerWheel(bits={self._bits}, now={self.now}, pending={len(self)})"

@@ -89,6 +89,7 @@ def _verify(who: str, want: tuple[int, int, int], got: tuple[int, int, int]) -> 
 def stream_yf(n: int, seed: int = 1, chunk_size: int = CHUNK) -> dict:
     """One round of the stream through the yf socket buffer: {"mb_per_s",
     "copied_per_byte", "bytes", "ns"}; RuntimeError if the checksum differs."""
+    from .._handle import borrow
     from .._yfcore import ffi, lib
     from ..sbuf import SockBuf
 
@@ -96,7 +97,8 @@ def stream_yf(n: int, seed: int = 1, chunk_size: int = CHUNK) -> dict:
     s, b = ffi.new("uint64_t *"), ffi.new("uint64_t *")
     feed = _Feed(n, seed)
     try:
-        ns = lib.yf_bench_sbuf_stream(n, sb._ptr(), feed.conn.fileno(), STREAM["recv_max"], STREAM["max_len"], s, b)
+        with borrow(sb) as p:
+            ns = lib.yf_bench_sbuf_stream(n, p, feed.conn.fileno(), STREAM["recv_max"], STREAM["max_len"], s, b)
         if ns < 0:
             raise OSError(ffi.errno, f"yf_bench_sbuf_stream: {ffi.errno}")
     except BaseException:
