@@ -306,7 +306,7 @@ yf_sched *yf_sched_new(size_t stack_size, unsigned flags)
 {
     if (stack_size < YF_STACK_MIN || stack_size > YF_STACK_MAX || (stack_size & (stack_size - 1)) ||
         (flags & ~(unsigned)(YF_SCHED_FPFAST | YF_SCHED_GUARD_MPROTECT | YF_SCHED_NOGUARD |
-                            YF_SCHED_KEEP_ERRNO)) ||
+                            YF_SCHED_KEEP_ERRNO | YF_SCHED_MALLOC_STACKS)) ||
         ((flags & YF_SCHED_GUARD_MPROTECT) && (flags & YF_SCHED_NOGUARD))) {
         errno = EINVAL;
         return NULL;
@@ -317,7 +317,7 @@ yf_sched *yf_sched_new(size_t stack_size, unsigned flags)
         return NULL;
     }
     int guard = YFI_GUARD_MPROTECT;
-    if (flags & YF_SCHED_NOGUARD)
+    if (flags & (YF_SCHED_NOGUARD | YF_SCHED_MALLOC_STACKS))
         guard = YFI_GUARD_NONE;
     else if (!(flags & YF_SCHED_GUARD_MPROTECT) && yf_guard_regions_supported())
         guard = YFI_GUARD_REGIONS;
@@ -345,8 +345,12 @@ int yf_sched_free(yf_sched *s)
         errno = EBUSY;
         return -1;
     }
-    for (size_t c = 0; c < s->nchunks; c++)
+    for (size_t c = 0; c < s->nchunks; c++) {
+        /* Pooled stacks go with the pool; malloc'ed ones one by one. */
+        for (size_t i = 0; s->chunks[c] && (s->flags & YF_SCHED_MALLOC_STACKS) && i < CHUNK; i++)
+            free(s->chunks[c][i].slot);
         free(s->chunks[c]);
+    }
     free(s->chunks);
     free(s->trace);
     yfi_pool_destroy(&s->pool);
@@ -431,7 +435,10 @@ static void run_hooks(struct yf_co *co)
 static void release_stack(yf_sched *s, struct yf_co *co)
 {
     if (co->slot) {
-        yfi_pool_put(&s->pool, co->slot);
+        if (s->flags & YF_SCHED_MALLOC_STACKS)
+            free(co->slot);
+        else
+            yfi_pool_put(&s->pool, co->slot);
         co->slot = NULL;
     }
 }
@@ -479,8 +486,10 @@ yf_co *yf_co_create(yf_sched *s, yf_co_fn fn, void *arg)
     struct yf_co *co = co_alloc(s);
     if (!co)
         return NULL;
-    void *slot = yfi_pool_get(&s->pool);
+    void *slot = (s->flags & YF_SCHED_MALLOC_STACKS) ? malloc(s->pool.size) : yfi_pool_get(&s->pool);
     if (!slot) {
+        if (s->flags & YF_SCHED_MALLOC_STACKS)
+            errno = ENOMEM;
         int e = errno;
         co->fn = NULL;
         co->next = s->free_co;

@@ -25,8 +25,11 @@ enum {
     YF_SCHED_GUARD_MPROTECT = 2,/* guard pages by mprotect even where the kernel
                                    has MADV_GUARD_INSTALL guard regions */
     YF_SCHED_NOGUARD = 4,       /* no guard page at all (the experiments' control) */
-    YF_SCHED_KEEP_ERRNO = 8     /* each coroutine keeps its own errno across
+    YF_SCHED_KEEP_ERRNO = 8,    /* each coroutine keeps its own errno across
                                    switches (errno is per thread, not per stack) */
+    YF_SCHED_MALLOC_STACKS = 16 /* stacks from malloc and free per coroutine, no
+                                   pool and no guard page (the benchmarks' control;
+                                   high-water marks read 0) */
 };
 
 enum {

@@ -46,6 +46,15 @@ int yf_bench_fcontext_load(const char *path)
     return 0;
 }
 
+int yfi_bench_fcontext_fns(void **jump, void **make)
+{
+    if (!f_jump)
+        return -1;
+    *jump = (void *)f_jump;
+    *make = (void *)f_make;
+    return 0;
+}
+
 static void f_pingpong(ftransfer t)
 {
     for (;;)

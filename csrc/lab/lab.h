@@ -101,6 +101,25 @@ double yf_bench_create_fcontext(int64_t n, size_t stack_size);
 double yf_bench_stack_mmap(int64_t n, size_t stack_size, int guard_regions);
 double yf_bench_stack_pool(int64_t n, size_t stack_size);
 double yf_bench_stack_malloc(int64_t n, size_t stack_size);
+/* Like-for-like kernels (bench_fair.c): the same stack size, allocator
+ * policy per row, stack-top formula and code-placement treatment for every
+ * competitor. `placement` (0..YF_BENCH_PLACEMENTS-1) picks one of the copies
+ * of the kernel that differ only in where their code lies. */
+enum { YF_BENCH_PLACEMENTS = 8 };
+enum {
+    YF_FAIR_SW_YF, YF_FAIR_SW_YF_FPFAST, YF_FAIR_SW_RAW, YF_FAIR_SW_RAW_FPFAST,
+    YF_FAIR_SW_UCONTEXT, YF_FAIR_SW_BOOST, YF_FAIR_NSWITCH
+};
+enum {
+    YF_FAIR_LIFE_YF, YF_FAIR_LIFE_YF_FPFAST, YF_FAIR_LIFE_YF_MALLOC, YF_FAIR_LIFE_UCONTEXT,
+    YF_FAIR_LIFE_UCONTEXT_POOL, YF_FAIR_LIFE_BOOST, YF_FAIR_LIFE_BOOST_POOL, YF_FAIR_NCREATE
+};
+/* ns for n resume+yield round trips of YF_FAIR_SW_* `system` on a warm pooled
+ * stack; -1 with EINVAL (bad argument), ENOENT (Boost not loaded), ENOMEM. */
+double yf_bench_fair_switch(int system, int placement, int64_t n, size_t stack_size);
+/* ns for n lives (create, 3 x resume+yield, exit) of YF_FAIR_LIFE_* `system`;
+ * -1 with EINVAL, ENOENT (Boost not loaded), ENOMEM. */
+double yf_bench_fair_create(int system, int placement, int64_t n, size_t stack_size);
 /* An empty C call, to time the cffi call overhead from Python. */
 void yf_bench_nop(void);
 const char *yf_bench_error(void);
@@ -152,5 +171,9 @@ double yf_bench_sbuf_stream(int64_t n, yf_sbuf *sb, int fd, size_t recv_max, siz
  * signature of the runtime's switch (see ctx_x86_64.S). */
 typedef void *(*yfi_ctx_fn)(void **save, void *load, void *value);
 __attribute__((visibility("hidden"))) extern const yfi_ctx_fn yfi_ctx_variants[YF_CTX_NVARIANTS];
+
+/* The Boost.Context entry points yf_bench_fcontext_load found (fcontext.c);
+ * -1 before a successful load. */
+__attribute__((visibility("hidden"))) int yfi_bench_fcontext_fns(void **jump, void **make);
 
 #endif

@@ -40,6 +40,7 @@
 #include <time.h>
 
 #include "yfi.h"
+#include "lab/lab.h"
 
 static double now(void)
 {
@@ -157,14 +158,14 @@ static const kernel raw_copies[NCODE] = TABLE(rawk);
 /* The _ret variants end with `ret` instead of an indirect `jmp`. */
 enum { BOOST, YF_FULL, YF_NOFP, YF_FULL_RET, YF_NOFP_RET, NSYS };
 static const char *sysname[NSYS] = {"boost_fcontext", "yf_raw", "yf_raw_fpfast", "yf_raw_ret", "yf_raw_fpfast_ret"};
-static const yfi_ctx_fn raw_fn[NSYS] = {NULL, yfi_ctx_full, yfi_ctx_nofp, yfi_ctx_full_ret, yfi_ctx_nofp_ret};
+static const int raw_variant[NSYS] = {-1, YF_CTX_FULL, YF_CTX_NOFP, YF_CTX_FULL_RET, YF_CTX_NOFP_RET};
 
 /* One measurement of system `sys`, code copy `copy`, coroutine top `top`. */
 static double measure(int sys, int copy, int64_t n, char *top)
 {
     if (sys == BOOST)
         return boost_copies[copy](n, top);
-    raw.sw = raw_fn[sys];
+    raw.sw = yfi_ctx_variants[raw_variant[sys]];
     return raw_copies[copy](n, top);
 }
 

@@ -15,7 +15,8 @@ from .provenance import provenance
 from .stats import ratio as lab_ratio, summary
 
 __all__ = [
-    "BENCHMARKS", "STACK", "VARIANTS", "sizes", "switch", "create", "ablation",
+    "BENCHMARKS", "STACK", "VARIANTS", "SWITCH_ROWS", "CREATE_ROWS", "sizes", "fair", "standalone",
+    "agreement", "placement_experiment", "switch", "create", "ablation",
     "python_switches", "stack_costs", "cpu_share", "flat", "skipped", "speed_bars", "frame_table",
 ]
 
@@ -54,26 +55,8 @@ def _per_switch(kernel, n: int, *args):
     return lambda: _checked(kernel(n, *args), kernel.__name__) / (2 * n)
 
 
-def _per_second(kernel, n: int, *args):
-    """A competitor: one call of a coroutine-life kernel, in lives per second."""
-    return lambda: n / (_checked(kernel(n, *args), kernel.__name__) / 1e9)
-
-
 def _summaries(samples: dict[str, list[float]]) -> dict[str, dict]:
     return {name: summary(xs) | {"samples": xs} for name, xs in samples.items()}
-
-
-def _contest(comp: dict, boost, metric: str, quick, rounds, progress) -> dict:
-    """Runs comp plus Boost's competitor when its library loads; the result in
-    the `yfcore bench` shape, a skipped Boost saying why."""
-    if _boost():
-        comp["boost_fcontext"] = boost
-    samples = interleaved(comp, rounds=rounds, progress=progress)
-    out = {name: {metric: summary(xs), "samples": xs} for name, xs in samples.items()}
-    if "boost_fcontext" not in out:
-        out["boost_fcontext"] = {"skipped": "libboost_context not found (apt-get install libboost-context-dev)"}
-    out["provenance"] = provenance(quick=quick)
-    return out
 
 
 def _boost():
@@ -81,40 +64,147 @@ def _boost():
     return boost_context_path()
 
 
-def switch(quick: bool | None = None, progress: bool = False, rounds: int | None = None) -> dict:
-    """One-way switch (resume + yield round trip / 2) in ns: yfcore through its
-    scheduler (default and FP-fast mode) and bare (yf_raw*), glibc ucontext,
-    Boost fcontext."""
+BOOST_SKIPPED = "libboost_context not found (apt-get install libboost-context-dev)"
+
+# The like-for-like rows of `bench switch` and `bench create`: name -> (the
+# kernel's system number, iterations key of sizes()). Every row runs on a
+# stack of STACK bytes with yfi_slot_top's top; "pool" rows take it warm from
+# the runtime's guarded pool, the others from malloc/free per life.
+SWITCH_ROWS = {
+    "yf": ("YF_FAIR_SW_YF", "switch"),                  # through the scheduler
+    "yf_fpfast": ("YF_FAIR_SW_YF_FPFAST", "switch"),
+    "yf_raw": ("YF_FAIR_SW_RAW", "switch"),             # the bare switch, no scheduler
+    "yf_raw_fpfast": ("YF_FAIR_SW_RAW_FPFAST", "switch"),
+    "ucontext": ("YF_FAIR_SW_UCONTEXT", "switch_slow"),
+    "boost_fcontext": ("YF_FAIR_SW_BOOST", "switch"),
+}
+CREATE_ROWS = {
+    "yf": ("YF_FAIR_LIFE_YF", "create"),                # pooled guarded stacks
+    "yf_fpfast": ("YF_FAIR_LIFE_YF_FPFAST", "create"),
+    "yf_malloc": ("YF_FAIR_LIFE_YF_MALLOC", "create"),  # the scheduler on malloc'ed stacks
+    "ucontext": ("YF_FAIR_LIFE_UCONTEXT", "create_slow"),
+    "ucontext_pool": ("YF_FAIR_LIFE_UCONTEXT_POOL", "create_slow"),
+    "boost_fcontext": ("YF_FAIR_LIFE_BOOST", "create"),
+    "boost_fcontext_pool": ("YF_FAIR_LIFE_BOOST_POOL", "create"),
+}
+
+
+def _fair_one(kind: str, system: int, placement: int, n: int) -> float:
+    """One call of a like-for-like kernel: ns per one-way switch, or lives per second."""
     lib = _lib()
+    if kind == "switch":
+        return _checked(lib.yf_bench_fair_switch(system, placement, n, STACK), "yf_bench_fair_switch") / (2 * n)
+    return n / (_checked(lib.yf_bench_fair_create(system, placement, n, STACK), "yf_bench_fair_create") / 1e9)
+
+
+def fair(kind: str, quick: bool | None = None, progress: bool = False, rounds: int | None = None,
+         calibration_rounds: int = 3) -> dict:
+    """The like-for-like contest of `kind` ("switch" or "create"), in the `yfcore bench` shape.
+
+    The switch of every system ends in an indirect jump whose prediction
+    depends on where the calling code lies (notebook 01), so each kernel
+    exists in YF_BENCH_PLACEMENTS copies that differ only in their code
+    placement. First every (system, placement) runs `calibration_rounds`
+    interleaved rounds of a quarter size and each system keeps its fastest
+    placement by its best round (load only slows a round down, so the best
+    round is the least disturbed; the same rule for all); then the systems run
+    interleaved `rounds` at their placement. Each row records its "placement"
+    and every placement's best calibration round ("by_placement"), so the
+    spread is visible. csrc/programs/fair_baselines.c runs the same procedure
+    in a process of its own (standalone()).
+    """
+    lib = _lib()
+    rows, metric, best_is_low = ((SWITCH_ROWS, "ns_per_switch", True) if kind == "switch"
+                                 else (CREATE_ROWS, "per_second", False))
     n = sizes(quick)
-    fast, slow = n["switch"], n["switch_slow"]
-    comp = {
-        "yf": _per_switch(lib.yf_bench_switch_yf, fast, 0, STACK, 0),
-        "yf_fpfast": _per_switch(lib.yf_bench_switch_yf, fast, lib.YF_SCHED_FPFAST, STACK, 0),
-        # The bare switch between two contexts, without the scheduler: what
-        # Boost's and ucontext's figures are, and what the scheduler adds.
-        "yf_raw": _per_switch(lib.yf_bench_ctx, fast, lib.YF_CTX_FULL, 0),
-        "yf_raw_fpfast": _per_switch(lib.yf_bench_ctx, fast, lib.YF_CTX_NOFP, 0),
-        "ucontext": _per_switch(lib.yf_bench_switch_ucontext, slow, STACK),
-    }
-    boost = _per_switch(lib.yf_bench_switch_fcontext, fast, STACK)
-    return _contest(comp, boost, "ns_per_switch", quick, rounds, progress)
+    have_boost = bool(_boost())
+    systems = {name: (getattr(lib, const), n[size]) for name, (const, size) in rows.items()
+               if have_boost or not name.startswith("boost")}
+    nplace = lib.YF_BENCH_PLACEMENTS
+    calib = interleaved({(name, p): (lambda s=s, p=p, k=k: _fair_one(kind, s, p, max(1, k // 4)))
+                         for name, (s, k) in systems.items() for p in range(nplace)},
+                        rounds=calibration_rounds)
+    pick = min if best_is_low else max
+    by_place = {name: [pick(calib[(name, p)]) for p in range(nplace)] for name in systems}
+    best = {name: by_place[name].index(pick(by_place[name])) for name in systems}
+    comp = {name: (lambda s=s, p=best[name], k=k: _fair_one(kind, s, p, k)) for name, (s, k) in systems.items()}
+    samples = interleaved(comp, rounds=rounds, progress=progress)
+    out = {name: {metric: summary(xs), "samples": xs, "placement": best[name], "by_placement": by_place[name]}
+           for name, xs in samples.items()}
+    for name in rows:
+        if name not in out:
+            out[name] = {"skipped": BOOST_SKIPPED}
+    out["provenance"] = provenance(quick=quick)
+    return out
+
+
+def standalone(kind: str, quick: bool | None = None, rounds: int | None = None,
+               calibration_rounds: int = 3) -> dict:
+    """fair(kind) re-run by csrc/programs/fair_baselines.c, the same kernels built
+    into a program of its own (compiled by the toolchain helper, run in a
+    subprocess): the result in fair()'s shape, without provenance."""
+    from .bench import default_rounds
+    from .toolchain import compile_program, describe_exit, json_lines, run_program
+
+    rows, metric, size, slow = ((SWITCH_ROWS, "ns_per_switch", "switch", "switch_slow") if kind == "switch"
+                                else (CREATE_ROWS, "per_second", "create", "create_slow"))
+    n = sizes(quick)
+    boost = _boost()
+    prog = compile_program("fair_baselines", with_lab=True)
+    cp = run_program(prog, kind, boost or "-", n[size], n[slow], default_rounds() if rounds is None else rounds,
+                     calibration_rounds, timeout=600)
+    if cp.returncode != 0:
+        raise RuntimeError(f"fair_baselines {kind}: {describe_exit(cp)}: {cp.stderr.strip()}")
+    out = {r["system"]: {metric: summary(r["samples"]), "samples": r["samples"], "placement": r["placement"],
+                         "by_placement": r["by_placement"]} for r in json_lines(cp.stdout)}
+    for name in rows:
+        if name not in out:
+            out[name] = {"skipped": BOOST_SKIPPED}
+    return out
+
+
+def agreement(in_process: dict, independent: dict) -> dict[str, float]:
+    """{system: median in the Python process / median of the standalone program}
+    for the systems both measured (1.0 = the same figure)."""
+    a, b = flat(in_process), flat(independent)
+    return {name: a[name]["median"] / b[name]["median"] for name in a if name in b}
+
+
+def placement_experiment(experiment: str, n: int = 20000, rounds: int = 9, copy: int = 0,
+                         distances=()) -> list[dict]:
+    """Runs csrc/programs/switch_placement.c in a subprocess: "stack" (the two saved
+    frames `distances` bytes apart modulo 4096, at code copy `copy`), "code" (the
+    calling loop shifted 0..31 bytes) or "edits" (the malloc-size and stack-top edits
+    of the Boost kernel). One dict per cell as the program prints it (see its header)."""
+    from .toolchain import compile_program, describe_exit, json_lines, run_program
+
+    if experiment not in ("stack", "code", "edits"):
+        raise ValueError(f"experiment must be 'stack', 'code' or 'edits', got {experiment!r}")
+    boost = _boost()
+    if experiment == "edits" and not boost:
+        raise RuntimeError(f"the edits experiment needs Boost: {BOOST_SKIPPED}")
+    prog = compile_program("switch_placement", with_lab=True)
+    extra = [copy, *distances] if experiment == "stack" else []
+    cp = run_program(prog, experiment, boost or "-", n, rounds, *extra, timeout=900)
+    if cp.returncode != 0:
+        raise RuntimeError(f"switch_placement {experiment}: {describe_exit(cp)}: {cp.stderr.strip()}")
+    return json_lines(cp.stdout)
+
+
+def switch(quick: bool | None = None, progress: bool = False, rounds: int | None = None) -> dict:
+    """One-way switch (resume + yield round trip / 2) in ns, like for like: yfcore
+    through its scheduler (default and FP-fast mode) and bare (yf_raw*), glibc
+    ucontext, Boost fcontext; 64 KiB stacks with the same top, each system at
+    its fastest of the same code placements (see fair())."""
+    return fair("switch", quick, progress, rounds)
 
 
 def create(quick: bool | None = None, progress: bool = False, rounds: int | None = None) -> dict:
-    """Coroutine lives per second: create + 3 x (resume, yield) + exit (+ reap).
-    yfcore with pooled guarded stacks through its scheduler; ucontext and Boost
-    fcontext with malloc'ed stacks."""
-    lib = _lib()
-    n = sizes(quick)
-    fast, slow = n["create"], n["create_slow"]
-    comp = {
-        "yf": _per_second(lib.yf_bench_create_yf, fast, 0, STACK),
-        "yf_fpfast": _per_second(lib.yf_bench_create_yf, fast, lib.YF_SCHED_FPFAST, STACK),
-        "ucontext": _per_second(lib.yf_bench_create_ucontext, slow, STACK),
-    }
-    boost = _per_second(lib.yf_bench_create_fcontext, fast, STACK)
-    return _contest(comp, boost, "per_second", quick, rounds, progress)
+    """Coroutine lives per second: create + 3 x (resume, yield) + exit (+ reap),
+    like for like: yfcore, ucontext and Boost fcontext each with pooled stacks
+    (yf, ucontext_pool, boost_fcontext_pool) and with malloc'ed stacks
+    (yf_malloc, ucontext, boost_fcontext); see fair()."""
+    return fair("create", quick, progress, rounds)
 
 
 def ablation(depths=(0, 8), quick: bool | None = None, rounds: int | None = None, progress: bool = False) -> dict:
