@@ -1,0 +1,106 @@
+"""The like-for-like baseline kernels, their standalone build, and the placement experiment.
+
+Correctness only: every row runs at every placement, bad arguments fail with
+EINVAL, the standalone program reports what the in-process function reports,
+and the placement program puts frames and code where it says it does.
+"""
+import pytest
+
+from yfcore._yfcore import ffi, lib
+from yfcore.lab import benchmarks
+from yfcore.runtime import boost_context_path
+
+BOOST = boost_context_path()
+STACK = benchmarks.STACK
+
+
+def _rows(kind):
+    rows = benchmarks.SWITCH_ROWS if kind == "switch" else benchmarks.CREATE_ROWS
+    return {name: getattr(lib, const) for name, (const, _) in rows.items()
+            if BOOST or not name.startswith("boost")}
+
+
+@pytest.mark.parametrize("kind", ["switch", "create"])
+def test_every_row_runs_at_every_placement(kind):
+    kernel = lib.yf_bench_fair_switch if kind == "switch" else lib.yf_bench_fair_create
+    for name, system in _rows(kind).items():
+        for p in range(lib.YF_BENCH_PLACEMENTS):
+            assert kernel(system, p, 20, STACK) > 0, (name, p, ffi.errno)
+
+
+@pytest.mark.parametrize("kind", ["switch", "create"])
+def test_bad_arguments_fail_with_einval(kind):
+    kernel, nsys = ((lib.yf_bench_fair_switch, lib.YF_FAIR_NSWITCH) if kind == "switch"
+                    else (lib.yf_bench_fair_create, lib.YF_FAIR_NCREATE))
+    for args in [(-1, 0, 10, STACK), (nsys, 0, 10, STACK), (0, -1, 10, STACK),
+                 (0, lib.YF_BENCH_PLACEMENTS, 10, STACK), (0, 0, -1, STACK), (0, 0, 10, STACK + 1),
+                 (0, 0, 10, lib.YF_STACK_MIN // 2)]:
+        ffi.errno = 0
+        assert kernel(*args) == -1, args
+        assert ffi.errno == 22, args  # EINVAL
+
+
+def test_malloc_stacks_scheduler():
+    s = lib.yf_sched_new(STACK, lib.YF_SCHED_MALLOC_STACKS)
+    assert s != ffi.NULL
+    cos = [lib.yf_co_create(s, lib.yf_demo_use_stack, ffi.cast("void *", 4096)) for _ in range(3)]
+    assert all(co != ffi.NULL for co in cos)
+    assert lib.yf_sched_run(s) > 0
+    for co in cos[:2]:
+        assert lib.yf_co_reap(co, ffi.NULL) == 0
+    # The third stays unreaped: yf_sched_free releases its malloc'ed stack.
+    assert lib.yf_sched_free(s) == 0
+    ffi.errno = 0
+    assert lib.yf_sched_new(STACK, lib.YF_SCHED_MALLOC_STACKS | lib.YF_SCHED_FPFAST) != ffi.NULL
+
+
+@pytest.mark.parametrize("kind", ["switch", "create"])
+def test_standalone_reports_the_same_rows(kind):
+    rounds = 2
+    inproc = benchmarks.fair(kind, quick=True, rounds=rounds, calibration_rounds=1)
+    alone = benchmarks.standalone(kind, quick=True, rounds=rounds, calibration_rounds=1)
+    assert set(inproc) - {"provenance"} == set(alone)
+    for name, row in alone.items():
+        if "skipped" in row:
+            assert "skipped" in inproc[name]
+            continue
+        assert len(row["samples"]) == rounds and all(x > 0 for x in row["samples"])
+        assert len(row["by_placement"]) == lib.YF_BENCH_PLACEMENTS
+        assert 0 <= row["placement"] < lib.YF_BENCH_PLACEMENTS
+        best = (min if kind == "switch" else max)(row["by_placement"])
+        assert row["by_placement"][row["placement"]] == best
+    assert set(benchmarks.agreement(inproc, alone)) == {n for n, r in alone.items() if "skipped" not in r}
+
+
+def test_placement_stack_puts_frames_where_asked():
+    distances = [0, 16, 48, -16, 2048]
+    cells = benchmarks.placement_experiment("stack", n=50, rounds=2, copy=3, distances=distances)
+    systems = {c["system"] for c in cells}
+    assert {"yf_raw", "yf_raw_fpfast", "yf_raw_ret", "yf_raw_fpfast_ret"} <= systems
+    assert ("boost_fcontext" in systems) == bool(BOOST)
+    for c in cells:
+        assert c["frame_distance"] == c["distance"] % 4096, c
+        assert c["code_offset"] == 3 and len(c["ns"]) == 2
+
+
+def test_placement_code_moves_the_loop():
+    cells = benchmarks.placement_experiment("code", n=50, rounds=1)
+    by_system = {}
+    for c in cells:
+        by_system.setdefault(c["system"], []).append(c)
+    for system, cs in by_system.items():
+        assert [c["code_offset"] for c in cs] == list(range(32)), system
+        ras = [c["loop_ra_low12"] for c in cs]
+        # 32 bytes of padding move a loop the compiler aligns to 8 or 16 bytes.
+        assert len(set(ras)) >= 2 and ras == sorted(ras), (system, ras)
+
+
+@pytest.mark.skipif(not BOOST, reason="libboost_context not found (apt-get install libboost-context-dev)")
+def test_placement_edits():
+    cells = benchmarks.placement_experiment("edits", n=50, rounds=1)
+    assert len(cells) == 8 and all(c["system"] == "boost_fcontext" for c in cells)
+
+
+def test_placement_experiment_names():
+    with pytest.raises(ValueError, match="experiment"):
+        benchmarks.placement_experiment("heap")
