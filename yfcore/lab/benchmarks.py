@@ -12,11 +12,11 @@ import time
 
 from .bench import interleaved, quick as _quick_env
 from .provenance import provenance
-from .stats import ratio as lab_ratio, summary
+from .stats import _num, ratio as lab_ratio, summary
 
 __all__ = [
     "BENCHMARKS", "STACK", "VARIANTS", "SWITCH_ROWS", "CREATE_ROWS", "sizes", "fair", "standalone",
-    "agreement", "placement_experiment", "switch", "create", "ablation",
+    "agreement", "agreement_table", "placement_experiment", "placement_series", "placement_spread", "mxcsr_fields", "switch", "create", "ablation",
     "python_switches", "stack_costs", "cpu_share", "flat", "skipped", "speed_bars", "frame_table",
 ]
 
@@ -170,6 +170,16 @@ def agreement(in_process: dict, independent: dict) -> dict[str, float]:
     return {name: a[name]["median"] / b[name]["median"] for name in a if name in b}
 
 
+def agreement_table(in_process: dict, independent: dict, unit: str) -> str:
+    """The medians of both runs side by side with their ratio, one line per system."""
+    a, b = flat(in_process), flat(independent)
+    lines = [f"{'system':20s} {'this process':>16s} {'standalone':>16s}  ratio"]
+    for name, r in agreement(in_process, independent).items():
+        lines.append(f"{name:20s} {_num(a[name]['median']):>11s} {unit:4s} {_num(b[name]['median']):>11s} {unit:4s}"
+                     f"  {r:.2f}")
+    return "\n".join(lines)
+
+
 def placement_experiment(experiment: str, n: int = 20000, rounds: int = 9, copy: int = 0,
                          distances=()) -> list[dict]:
     """Runs csrc/programs/switch_placement.c in a subprocess: "stack" (the two saved
@@ -189,6 +199,38 @@ def placement_experiment(experiment: str, n: int = 20000, rounds: int = 9, copy:
     if cp.returncode != 0:
         raise RuntimeError(f"switch_placement {experiment}: {describe_exit(cp)}: {cp.stderr.strip()}")
     return json_lines(cp.stdout)
+
+
+def placement_series(cells: list[dict], key: str) -> tuple[list, dict[str, list[dict]]]:
+    """(x, {system: [summary of each cell's rounds]}) of placement_experiment() cells,
+    x being each cell's `key` ("distance" or "code_offset"), for lab.lines()."""
+    xs = sorted({c[key] for c in cells})
+    series: dict[str, list[dict]] = {}
+    for c in sorted(cells, key=lambda c: c[key]):
+        series.setdefault(c["system"], []).append(summary(c["ns"]))
+    return xs, series
+
+
+def placement_spread(cells: list[dict], key: str) -> dict[str, dict]:
+    """Per system: the cell whose best round was fastest and the one whose best
+    round was slowest ({"fastest": (x, ns), "slowest": (x, ns), "ratio": slow / fast})."""
+    out = {}
+    for system in dict.fromkeys(c["system"] for c in cells):
+        mine = [(c[key], min(c["ns"])) for c in cells if c["system"] == system]
+        fast, slow = min(mine, key=lambda t: t[1]), max(mine, key=lambda t: t[1])
+        out[system] = {"fastest": fast, "slowest": slow, "ratio": slow[1] / fast[1]}
+    return out
+
+
+MXCSR_FLAGS = ["IE", "DE", "ZE", "OE", "UE", "PE"]
+
+
+def mxcsr_fields(mxcsr: int) -> dict:
+    """MXCSR split into its control bits (masks, rounding, DAZ/FTZ: bits 6-15) and
+    its sticky status flags (bits 0-5, named: IE invalid, DE denormal, ZE divide
+    by zero, OE overflow, UE underflow, PE precision)."""
+    return {"control": mxcsr & 0xFFC0, "status": mxcsr & 0x3F,
+            "flags": [name for i, name in enumerate(MXCSR_FLAGS) if mxcsr >> i & 1]}
 
 
 def switch(quick: bool | None = None, progress: bool = False, rounds: int | None = None) -> dict:
