@@ -37,12 +37,19 @@
  * has simply left the list (the diary's runtime of 2012 iterated a list
  * that callbacks modified).
  *
- * Deadlines beyond the top level's turn wait in one unsorted overflow list
- * (the diary's "list beyond"), scanned once per top-level turn: 2^total
- * ticks, 49 days at 1 ms with 32 bits. Deadlines at or before the wheel's
- * time go to a due list fired by the next advance. The slot shape is the
- * caller's choice (1-8 levels of 2-1024 slots); the Python default and the
- * ablation in notebook 05 say which shapes pay.
+ * Deadlines beyond the caller's top level go to levels the wheel adds above
+ * it, 64 slots each, as many as reach 2^64 ticks (eleven at most), and
+ * cascade down like every other timer. The diary's runtime, and this wheel
+ * until it was measured, kept them in one unsorted list scanned once per
+ * top-level turn: with deadlines spread over many turns every scan moved a
+ * few timers and walked all of them, so advancing through n far timers cost
+ * O(n^2) (200,000 of them: minutes). On the added levels a timer still
+ * cascades at most once per level, and an empty level costs one summary
+ * word per event. Deadlines at or before the wheel's time go to a due list
+ * fired by the next advance, sorted there by deadline (stable, so ties keep
+ * arming order) when an arming out of order left it unsorted. The caller's
+ * shape is 1-8 levels of 2-1024 slots; the Python default and the ablation
+ * in notebook 05 say which shapes pay.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -51,13 +58,15 @@
 
 #include "yfi.h"
 
-#define MAXLEVELS 8
+#define MAXUSER 8               /* levels the caller may ask for */
 #define MAXBITS 10
 #define MAXTOTAL 40
 #define WORDS ((1u << MAXBITS) / 64)
+/* The levels added above the caller's: 2^FAR_BITS slots each, up to 64 bits. */
+#define FAR_BITS 6
+#define MAXLEVELS (MAXUSER + (64 - 1 + FAR_BITS - 1) / FAR_BITS)
 
 /* yf_timer.where: kind << 16 | slot, where kind 1..MAXLEVELS is level+1. */
-#define KIND_OVERFLOW (MAXLEVELS + 1)
 #define KIND_DUE (MAXLEVELS + 2)
 #define WHERE(kind, slot) (((uint32_t)(kind) << 16) | (uint32_t)(slot))
 
@@ -77,12 +86,13 @@ struct level {
 struct yf_wheel {
     uint64_t now;
     size_t count;               /* pending timers, every list included */
-    unsigned nlevels, total;    /* total: sum of bits, the wheel's range in bits */
+    unsigned nlevels;           /* the caller's levels, then the far ones: 64 bits in all */
+    unsigned nuser, utotal;     /* the caller's levels and the sum of their bits */
     int firing;                 /* inside advance: callbacks may run */
+    int due_unsorted;           /* an arming left the due list out of deadline order */
     uint64_t due_min;           /* a lower bound of the due list's deadlines */
-    uint64_t ovf_min;           /* a lower bound of the overflow list's deadlines */
-    size_t ndue, noverflow;
-    struct list due, overflow;
+    size_t ndue;
+    struct list due;
     /* The due list's end as it was when an advance began: timers armed by
      * callbacks land after it and wait for the next advance. */
     yf_timer marker;
@@ -139,20 +149,18 @@ static inline unsigned first_slot(const struct level *L)
     return w * 64 + (unsigned)__builtin_ctzll(L->map[w]);
 }
 
-/* Files t (deadline >= now) on its level, or in the overflow list. A
- * deadline equal to now lands in the current level-0 slot: only cascades
- * during an advance do that, right before the slot is fired. */
+/* The first tick of the turn of a level whose slots end at bit hi. */
+static inline uint64_t turn_base(uint64_t now, unsigned hi)
+{
+    return hi >= 64 ? 0 : (now >> hi) << hi;
+}
+
+/* Files t (deadline >= now) on its level. A deadline equal to now lands in
+ * the current level-0 slot: only cascades during an advance do that, right
+ * before the slot is fired. */
 static void place(yf_wheel *wh, yf_timer *t)
 {
     uint64_t x = t->deadline ^ wh->now;
-    if (x >> wh->total) {
-        push(&wh->overflow, t);
-        wh->noverflow++;
-        t->where = WHERE(KIND_OVERFLOW, 0);
-        if (t->deadline < wh->ovf_min)
-            wh->ovf_min = t->deadline;
-        return;
-    }
     unsigned i = x ? wh->level_of_bit[63 - __builtin_clzll(x)] : 0;
     struct level *L = &wh->lv[i];
     unsigned s = (unsigned)((t->deadline >> L->shift) & L->mask);
@@ -164,6 +172,10 @@ static void place(yf_wheel *wh, yf_timer *t)
 
 static void make_due(yf_wheel *wh, yf_timer *t)
 {
+    /* The advance's marker is no timer: compare with the last one before it. */
+    const yf_timer *last = wh->due.tail == &wh->marker ? wh->marker.prev : wh->due.tail;
+    if (last && last->deadline > t->deadline)
+        wh->due_unsorted = 1;
     push(&wh->due, t);
     wh->ndue++;
     t->where = WHERE(KIND_DUE, 0);
@@ -179,10 +191,6 @@ static void take(yf_wheel *wh, yf_timer *t)
         unlink_from(&wh->due, t);
         if (--wh->ndue == 0)
             wh->due_min = UINT64_MAX;
-    } else if (kind == KIND_OVERFLOW) {
-        unlink_from(&wh->overflow, t);
-        if (--wh->noverflow == 0)
-            wh->ovf_min = UINT64_MAX;
     } else {
         struct level *L = &wh->lv[kind - 1];
         unlink_from(&L->slots[s], t);
@@ -204,7 +212,7 @@ static void disarm(yf_wheel *wh, yf_timer *t)
 
 yf_wheel *yf_wheel_new(const unsigned *bits, unsigned nlevels, uint64_t now)
 {
-    if (!bits || nlevels < 1 || nlevels > MAXLEVELS) {
+    if (!bits || nlevels < 1 || nlevels > MAXUSER) {
         errno = EINVAL;
         return NULL;
     }
@@ -222,13 +230,21 @@ yf_wheel *yf_wheel_new(const unsigned *bits, unsigned nlevels, uint64_t now)
         errno = EINVAL;
         return NULL;
     }
+    /* The far levels: FAR_BITS each, the last one what is left of 64. */
+    unsigned all[MAXLEVELS], nall = nlevels;
+    memcpy(all, bits, nlevels * sizeof *bits);
+    for (unsigned b = total; b < 64; b += all[nall++])
+        all[nall] = 64 - b < FAR_BITS ? 64 - b : FAR_BITS;
+    for (unsigned i = nlevels; i < nall; i++)
+        nslots += (size_t)1 << all[i];
+    bits = all;
     /* One block: the wheel, then every level's slot heads. */
     yf_wheel *wh = calloc(1, sizeof *wh + nslots * sizeof(struct list));
     if (!wh)
         return NULL;
     struct list *slots = (struct list *)(wh + 1);
     unsigned shift = 0;
-    for (unsigned i = 0; i < nlevels; i++) {
+    for (unsigned i = 0; i < nall; i++) {
         struct level *L = &wh->lv[i];
         L->shift = shift;
         L->bits = bits[i];
@@ -239,10 +255,11 @@ yf_wheel *yf_wheel_new(const unsigned *bits, unsigned nlevels, uint64_t now)
             wh->level_of_bit[b] = (unsigned char)i;
         shift += bits[i];
     }
-    wh->nlevels = nlevels;
-    wh->total = total;
+    wh->nlevels = nall;
+    wh->nuser = nlevels;
+    wh->utotal = total;
     wh->now = now;
-    wh->due_min = wh->ovf_min = UINT64_MAX;
+    wh->due_min = UINT64_MAX;
     return wh;
 }
 
@@ -266,7 +283,6 @@ void yf_wheel_free(yf_wheel *wh)
         for (size_t s = 0; s <= L->mask; s++)
             release_list(L->slots[s].head);
     }
-    release_list(wh->overflow.head);
     release_list(wh->due.head);
     free(wh);
 }
@@ -311,50 +327,22 @@ int yf_wheel_cancel(yf_wheel *wh, yf_timer *t)
 
 /* The tick of the next event after now (0: nothing pending beyond the due
  * list): the start of the earliest occupied slot of the lowest occupied
- * level, or the start of the next top-level turn when only the overflow
- * list holds timers. Every pending deadline is at or after it. */
+ * level. Every pending deadline is at or after it. */
 static uint64_t next_event(const yf_wheel *wh)
 {
     for (unsigned i = 0; i < wh->nlevels; i++) {
         const struct level *L = &wh->lv[i];
-        if (L->summary) {
-            unsigned hi = L->shift + L->bits;
-            return ((wh->now >> hi) << hi) | ((uint64_t)first_slot(L) << L->shift);
-        }
-    }
-    /* The overflow list is non-empty only when now is not in the last turn
-     * of the 64-bit clock, so the shift cannot wrap. Turns before the one
-     * holding ovf_min are skipped: a small wheel with a far timer must not
-     * scan the list once per turn. */
-    if (wh->overflow.head) {
-        uint64_t turn = ((wh->now >> wh->total) + 1) << wh->total;
-        uint64_t first = (wh->ovf_min >> wh->total) << wh->total;
-        return first > turn ? first : turn;
+        if (L->summary)
+            return turn_base(wh->now, L->shift + L->bits) | ((uint64_t)first_slot(L) << L->shift);
     }
     return 0;
 }
 
 /* Time enters tick e, the next event: refile the timers of every slot that
- * starts at e (overflow first, then from the top level down, so timers keep
- * their arming order) relative to the new now. */
+ * starts at e (from the top level down, so timers keep their arming order)
+ * relative to the new now. */
 static void cascade(yf_wheel *wh, uint64_t e)
 {
-    if (wh->overflow.head && (e & (((uint64_t)1 << wh->total) - 1)) == 0) {
-        yf_timer *t = wh->overflow.head;
-        uint64_t min = UINT64_MAX;
-        while (t) {
-            yf_timer *next = t->next;
-            if (((t->deadline ^ e) >> wh->total) == 0) {
-                unlink_from(&wh->overflow, t);
-                wh->noverflow--;
-                place(wh, t);
-            } else if (t->deadline < min) {
-                min = t->deadline;
-            }
-            t = next;
-        }
-        wh->ovf_min = min;
-    }
     for (unsigned i = wh->nlevels - 1; i >= 1; i--) {
         struct level *L = &wh->lv[i];
         if (e & (((uint64_t)1 << L->shift) - 1))
@@ -394,6 +382,67 @@ static int deliver(yf_wheel *wh, yf_timer *t)
     return 1;
 }
 
+/* Stable merge of two deadline-sorted chains (linked by next only). */
+static yf_timer *merge(yf_timer *a, yf_timer *b)
+{
+    yf_timer head, *t = &head;
+    while (a && b) {
+        if (b->deadline < a->deadline) {
+            t->next = b;
+            b = b->next;
+        } else {
+            t->next = a;
+            a = a->next;
+        }
+        t = t->next;
+    }
+    t->next = a ? a : b;
+    return head.next;
+}
+
+/* Sorts the due list by deadline, ties in list (arming) order: a bottom-up
+ * merge sort over runs of doubling length, O(n log n), no allocation. */
+static void sort_due(yf_wheel *wh)
+{
+    yf_timer *list = wh->due.head;
+    for (size_t width = 1;; width *= 2) {
+        yf_timer *out = NULL, **tail = &out;
+        size_t merges = 0;
+        while (list) {
+            yf_timer *a = list, *b = a;
+            for (size_t k = 0; k < width && b; k++)
+                b = b->next;
+            /* Cut a (width long) and b (at most width long) off the rest. */
+            yf_timer *rest = b, *p = a;
+            for (size_t k = 1; k < width && p->next != b; k++)
+                p = p->next;
+            p->next = NULL;
+            p = b;
+            for (size_t k = 1; p && k < width; k++)
+                p = p->next;
+            if (p) {
+                rest = p->next;
+                p->next = NULL;
+            } else {
+                rest = NULL;
+            }
+            *tail = merge(a, b);
+            while (*tail)
+                tail = &(*tail)->next;
+            merges++;
+            list = rest;
+        }
+        list = out;
+        if (merges <= 1)
+            break;
+    }
+    yf_timer *prev = NULL;
+    for (yf_timer *t = list; t; prev = t, t = t->next)
+        t->prev = prev;
+    wh->due.head = list;
+    wh->due.tail = prev;
+}
+
 static int64_t run(yf_wheel *wh, uint64_t target)
 {
     if (!wh) {
@@ -413,6 +462,10 @@ static int64_t run(yf_wheel *wh, uint64_t target)
     int full = 0;
 
     /* Due timers first: their deadlines are at or before now. */
+    if (wh->due_unsorted) {
+        sort_due(wh);
+        wh->due_unsorted = 0;
+    }
     if (wh->due.head) {
         yf_timer *m = &wh->marker;
         push(&wh->due, m);
@@ -569,8 +622,9 @@ int yf_wheel_check(const yf_wheel *wh, char *msg, size_t len)
     char name[64];
     if (!wh)
         FAIL("wheel is NULL");
-    if (wh->nlevels < 1 || wh->nlevels > MAXLEVELS || wh->total > MAXTOTAL)
-        FAIL("bad shape: %u levels, %u bits", wh->nlevels, wh->total);
+    if (wh->nuser < 1 || wh->nuser > MAXUSER || wh->utotal > MAXTOTAL || wh->nlevels > MAXLEVELS ||
+        wh->nlevels < wh->nuser)
+        FAIL("bad shape: %u levels (%u the caller's), %u bits", wh->nlevels, wh->nuser, wh->utotal);
     size_t sum = 0;
     unsigned shift = 0;
     for (unsigned i = 0; i < wh->nlevels; i++) {
@@ -592,11 +646,14 @@ int yf_wheel_check(const yf_wheel *wh, char *msg, size_t len)
             FAIL("level %u: summary bits set beyond the map", i);
         for (uint64_t s = 0; s <= L->mask; s++) {
             const struct list *l = &L->slots[s];
+            int bit = (int)((L->map[s >> 6] >> (s & 63)) & 1);
+            /* Most slots are empty: skip the walk (and naming them). */
+            if (!bit && !l->head && !l->tail)
+                continue;
             snprintf(name, sizeof name, "level %u slot %llu", i, (unsigned long long)s);
             long n = check_list(wh, l, WHERE(i + 1, s), name, msg, len);
             if (n < 0)
                 return -1;
-            int bit = (int)((L->map[s >> 6] >> (s & 63)) & 1);
             if (bit != (n > 0))
                 FAIL("%s: occupancy bit is %d but the slot holds %ld timers", name, bit, n);
             for (const yf_timer *t = l->head; t; t = t->next) {
@@ -624,25 +681,19 @@ int yf_wheel_check(const yf_wheel *wh, char *msg, size_t len)
             FAIL("level %u: holds %zu timers but counts %zu", i, count, L->count);
         sum += count;
     }
-    if (wh->total != shift)
-        FAIL("total bits %u, levels add up to %u", wh->total, shift);
-    long n = check_list(wh, &wh->overflow, WHERE(KIND_OVERFLOW, 0), "overflow list", msg, len);
-    if (n < 0)
-        return -1;
-    if ((size_t)n != wh->noverflow)
-        FAIL("overflow list: holds %ld timers but counts %zu", n, wh->noverflow);
-    for (const yf_timer *t = wh->overflow.head; t; t = t->next) {
-        if (((t->deadline ^ wh->now) >> wh->total) == 0 || t->deadline <= wh->now)
-            FAIL("overflow list: deadline %llu fits the wheel (now %llu)", (unsigned long long)t->deadline,
-                 (unsigned long long)wh->now);
-        if (t->deadline < wh->ovf_min)
-            FAIL("overflow list: deadline %llu is below the recorded minimum %llu",
-                 (unsigned long long)t->deadline, (unsigned long long)wh->ovf_min);
-    }
-    sum += (size_t)n;
+    /* The far levels continue the caller's up to exactly 64 bits: every
+     * deadline has a level, so nothing waits outside the wheel. */
+    if (wh->lv[wh->nuser].shift != wh->utotal && wh->nlevels > wh->nuser)
+        FAIL("the far levels start at bit %u, the caller's levels end at %u", wh->lv[wh->nuser].shift,
+             wh->utotal);
+    for (unsigned i = wh->nuser; i < wh->nlevels; i++)
+        if (wh->lv[i].bits > FAR_BITS || (i + 1 < wh->nlevels && wh->lv[i].bits != FAR_BITS))
+            FAIL("far level %u has %u bits", i, wh->lv[i].bits);
+    if (shift != 64)
+        FAIL("the levels cover %u bits, not 64", shift);
     /* The due list may hold the advance's marker while callbacks run. */
     long d = 0;
-    const yf_timer *prev = NULL;
+    const yf_timer *prev = NULL, *last = NULL;
     for (const yf_timer *t = wh->due.head; t; prev = t, t = t->next) {
         if ((size_t)d > wh->count + 1)
             FAIL("due list: more timers linked than the wheel counts: a cycle?");
@@ -658,6 +709,10 @@ int yf_wheel_check(const yf_wheel *wh, char *msg, size_t len)
         if (t->deadline < wh->due_min)
             FAIL("due list: deadline %llu is below the recorded minimum %llu", (unsigned long long)t->deadline,
                  (unsigned long long)wh->due_min);
+        if (!wh->due_unsorted && last && last->deadline > t->deadline)
+            FAIL("due list: deadline %llu follows %llu but the list is marked sorted",
+                 (unsigned long long)t->deadline, (unsigned long long)last->deadline);
+        last = t;
         d++;
     }
     if (wh->due.tail != prev)
@@ -678,14 +733,14 @@ unsigned yf_wheel_occupancy(const yf_wheel *wh, uint32_t *out, size_t maxbits)
         errno = EINVAL;
         return 0;
     }
-    for (unsigned i = 0; i < wh->nlevels; i++)
+    for (unsigned i = 0; i < wh->nuser; i++)
         if (wh->lv[i].bits > maxbits) {
             errno = EINVAL;
             return 0;
         }
     size_t width = (size_t)1 << maxbits;
-    memset(out, 0, wh->nlevels * width * sizeof *out);
-    for (unsigned i = 0; i < wh->nlevels; i++) {
+    memset(out, 0, wh->nuser * width * sizeof *out);
+    for (unsigned i = 0; i < wh->nuser; i++) {
         const struct level *L = &wh->lv[i];
         for (uint64_t s = 0; s <= L->mask; s++) {
             uint32_t n = 0;
@@ -694,7 +749,7 @@ unsigned yf_wheel_occupancy(const yf_wheel *wh, uint32_t *out, size_t maxbits)
             out[i * width + s] = n;
         }
     }
-    return wh->nlevels;
+    return wh->nuser;
 }
 
 /* ---- batch forms -------------------------------------------------------------- */

@@ -10,8 +10,8 @@ from yfcore.wheel import MAX_TIME, TimerWheel
 
 class Model:
     """The specification: pending timers keyed by handle; advance(now) takes
-    those whose effective deadline (a past deadline counts as the time it was
-    armed at) is <= now, in (effective deadline, arming order)."""
+    those whose deadline is <= now, in (deadline, arming order); a deadline
+    already past when armed is due at the next advance."""
 
     def __init__(self, now=0):
         self.now = now
@@ -19,7 +19,7 @@ class Model:
         self.pending = {}
 
     def add(self, handle, deadline, payload):
-        self.pending[handle] = (max(deadline, self.now), self.seq, deadline, payload)
+        self.pending[handle] = (deadline, self.seq, deadline, payload)
         self.seq += 1
 
     def cancel(self, handle):
@@ -31,7 +31,7 @@ class Model:
         return [(h, self.pending[h][2], self.pending.pop(h)[3]) for _, _, h in due]
 
 
-# Small shapes reach every level, the cascades and the overflow list with
+# Small shapes reach every level, the cascades and the far levels with
 # deadlines of a few thousand ticks; (8, 8, 8, 8) is the default.
 SHAPES = [(2, 3, 2), (1,), (3, 1, 4), (4, 4), (8, 8, 8, 8), (6, 6, 6, 6, 6, 6)]
 
@@ -157,7 +157,7 @@ def test_expiry_order_and_exactness():
     hs = [w.add(d, d) for d in (40, 3, 17, 3, 16, 0)]
     assert [e.payload for e in w.advance(2)] == [0]
     assert [e.payload for e in w.advance(16)] == [3, 3, 16]
-    assert [e.handle for e in w.advance(39)] == [hs[2]]   # 17 waited in the overflow list (2^4 ticks)
+    assert [e.handle for e in w.advance(39)] == [hs[2]]   # 17 waited on a far level (past 2^4 ticks)
     assert w.advance(39) == []                             # 40 is never early
     assert [e.handle for e in w.advance(40)] == [hs[0]]
     w.close()
@@ -199,7 +199,7 @@ def test_occupancy_picture():
     assert occ.shape == (2, 8)
     assert occ[0].tolist() == [0, 1, 2, 0, 0, 0, 0, 0]
     assert occ[1].tolist() == [0, 1, 0, 0, 0, 0, 0, 1]
-    assert occ.sum() == 5          # 100 is beyond 2^6 ticks: in the overflow list
+    assert occ.sum() == 5          # 100 is beyond 2^6 ticks: on a far level, not pictured
     w.close()
 
 
@@ -292,6 +292,36 @@ def test_stale_handle_after_slot_reuse():
     with pytest.raises(LookupError, match="was cancelled"):
         w.cancel(h)
     assert w.pending(h2) and not w.pending(h)
+    w.close()
+
+
+def test_due_timers_come_out_in_deadline_order():
+    """Deadlines already past when armed still come out in deadline order."""
+    w = TimerWheel(now=100)
+    hs = [w.add(d, d) for d in (50, 10, 100, 101)]
+    assert [(e.handle, e.deadline) for e in w.advance(101)] == [(hs[1], 10), (hs[0], 50), (hs[2], 100),
+                                                                (hs[3], 101)]
+    w.add_many(np.array([90, 20, 101, 20]), np.arange(4))
+    h, d, p = w.advance_many(101)
+    assert d.tolist() == [20, 20, 90, 101] and p.tolist() == [1, 3, 0, 2]
+    w.check()
+    w.close()
+
+
+def test_many_far_timers_expire_in_order():
+    """Far-future timers (past the default shape's 2^32 ticks) cascade down the
+    levels the wheel adds above the caller's; they once waited in a list
+    scanned every turn, which made this quadratic (minutes at this size)."""
+    rng = np.random.default_rng(5)
+    d = rng.integers(2**33, 2**44, 200_000)
+    w = TimerWheel(capacity=len(d))
+    w.add_many(d, np.arange(len(d)))
+    w.check()
+    h, dd, p = w.advance_many(int(d.max()))
+    order = np.lexsort((np.arange(len(d)), d))
+    assert p.tolist() == order.tolist() and dd.tolist() == d[order].tolist()
+    assert len(w) == 0
+    w.check()
     w.close()
 
 

@@ -90,7 +90,7 @@ static void test_callbacks(void)
     CHECK(yf_wheel_add(wh, &p, 5) == 0);          /* fires at 5, 15, 25 */
     CHECK(yf_wheel_add(wh, &k, 7) == 0);          /* cancels v before it fires */
     CHECK(yf_wheel_add(wh, &v, 7) == 0);          /* same tick as k, after it */
-    CHECK(yf_wheel_add(wh, &s, 100) == 0);        /* beyond 2^6 ticks: overflow list */
+    CHECK(yf_wheel_add(wh, &s, 100) == 0);        /* beyond 2^6 ticks: on a far level */
     wheel_ok(wh);
     CHECK(yf_wheel_advance(wh, 99) == 4);         /* p x3, k */
     CHECK(lg.n == 4);
@@ -229,13 +229,15 @@ static void collect(yf_timer *t, void *arg)
     if (next_rand() % 3 == 0) {
         uint64_t now = yf_wheel_now(w->wh), d = now + next_rand() % 300;
         CHECK(yf_wheel_add(w->wh, t, d) == 0);
-        w->eff[t->payload] = d > now ? d : now;
+        w->eff[t->payload] = d;
         w->seq[t->payload] = w->counter++;
         w->pending[t->payload] = 2;             /* re-armed during this advance */
     }
 }
 
-static void test_random_walk(const unsigned *bits, unsigned nlevels)
+/* far: deadlines and advances up to 2^60 ticks ahead, so timers live on
+ * the far levels above the caller's and cascade down through all of them. */
+static void test_random_walk(const unsigned *bits, unsigned nlevels, int far)
 {
     static struct walk w;
     memset(&w, 0, sizeof w);
@@ -250,11 +252,11 @@ static void test_random_walk(const unsigned *bits, unsigned nlevels)
         case 0:
         case 1:
             if (!w.pending[i]) {
-                uint64_t d = now + next_rand() % (1u << (next_rand() % 14)) - 2;
-                if (d > now + (1u << 14))
+                uint64_t d = now + next_rand() % (1ull << (next_rand() % (far ? 60 : 14))) - 2;
+                if (d > now + (1ull << (far ? 60 : 14)))
                     d = now;
                 CHECK(yf_wheel_add(w.wh, &w.t[i], d) == 0);
-                w.eff[i] = d > now ? d : now;
+                w.eff[i] = d;
                 w.seq[i] = w.counter++;
                 w.pending[i] = 1;
             }
@@ -265,6 +267,8 @@ static void test_random_walk(const unsigned *bits, unsigned nlevels)
             break;
         default: {
             uint64_t to = now + next_rand() % 700;
+            if (far && next_rand() % 4 == 0)
+                to = now + next_rand() % (1ull << (next_rand() % 60));
             /* Expected: pending with eff <= to, by (eff, seq). Selection sort. */
             int want[N], nw = 0;
             for (int j = 0; j < N; j++)
@@ -346,6 +350,72 @@ static void test_batch(void)
     yf_wheel_free(wh);
 }
 
+/* Due timers (deadline at or before now) come out in deadline order, ties
+ * in arming order, before the wheel's own; the promise of yf_wheel_advance. */
+static void test_due_in_deadline_order(void)
+{
+    unsigned bits[] = {8, 8, 8, 8};
+    yf_wheel *wh = yf_wheel_new(bits, 4, 100);
+    CHECK(wh);
+    uint64_t d[] = {50, 10, 100, 101, 10, 0, 99};
+    yf_timer t[7] = {{0}};
+    for (int i = 0; i < 7; i++)
+        CHECK(yf_wheel_add(wh, &t[i], d[i]) == 0);
+    wheel_ok(wh);
+    CHECK(yf_wheel_next(wh) == 0);
+    uint64_t p[8], dl[8];
+    for (int i = 0; i < 7; i++)
+        t[i].payload = (uint64_t)i;
+    CHECK(yf_wheel_advance_collect(wh, 101, p, dl, 8) == 7);
+    uint64_t want[] = {5, 1, 4, 0, 6, 2, 3};
+    for (int i = 0; i < 7; i++)
+        CHECK(p[i] == want[i] && dl[i] == d[want[i]]);
+    wheel_ok(wh);
+    yf_wheel_free(wh);
+}
+
+/* Many timers far beyond the caller's levels (a 2^8-tick wheel, deadlines
+ * up to 2^50 ticks away): every one comes out exactly at its deadline, in
+ * (deadline, arming) order. Before the far levels these waited in one list
+ * scanned once per turn, and this took minutes. */
+static void test_far_timers(void)
+{
+    enum { M = 100000 };
+    unsigned bits[] = {4, 4};
+    yf_wheel *wh = yf_wheel_new(bits, 2, 7);
+    CHECK(wh);
+    static yf_timer t[M];
+    static uint64_t p[M], dl[M];
+    memset(t, 0, sizeof t);
+    for (int i = 0; i < M; i++) {
+        t[i].payload = (uint64_t)i;
+        /* Every 16th shares its deadline with the one before. */
+        uint64_t d = i % 16 ? t[i - 1].deadline : 7 + 1 + next_rand() % (1ull << (8 + next_rand() % 43));
+        CHECK(yf_wheel_add(wh, &t[i], d) == 0);
+    }
+    wheel_ok(wh);
+    size_t total = 0;
+    uint64_t last_d = 0, last_p = 0;
+    while (total < M) {
+        int64_t n = yf_wheel_advance_collect(wh, UINT64_MAX - 1, p, dl, M);
+        CHECK(n > 0);
+        for (int64_t i = 0; i < n; i++) {
+            CHECK(dl[i] == t[p[i]].deadline);
+            CHECK(total == 0 || dl[i] > last_d || (dl[i] == last_d && p[i] > last_p));
+            last_d = dl[i];
+            last_p = p[i];
+            total++;
+        }
+    }
+    CHECK(yf_wheel_count(wh) == 0 && yf_wheel_now(wh) == UINT64_MAX - 1);
+    wheel_ok(wh);
+    /* The very last ticks of the clock. */
+    CHECK(yf_wheel_add(wh, &t[0], UINT64_MAX) == 0);
+    wheel_ok(wh);
+    CHECK(yf_wheel_advance(wh, UINT64_MAX) == 1 && yf_wheel_count(wh) == 0);
+    yf_wheel_free(wh);
+}
+
 int main(void)
 {
     test_callbacks();
@@ -355,7 +425,11 @@ int main(void)
     unsigned shapes[][4] = {{2, 3, 2, 0}, {8, 8, 8, 8}, {1, 0, 0, 0}, {4, 4, 0, 0}};
     unsigned nl[] = {3, 4, 1, 2};
     for (int i = 0; i < 4; i++)
-        test_random_walk(shapes[i], nl[i]);
+        test_random_walk(shapes[i], nl[i], 0);
+    for (int i = 0; i < 4; i++)
+        test_random_walk(shapes[i], nl[i], 1);
+    test_due_in_deadline_order();
+    test_far_timers();
     test_batch();
     printf("test_wheel: ok\n");
     return 0;

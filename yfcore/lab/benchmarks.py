@@ -413,6 +413,7 @@ BENCHMARKS = {
     "switch": switch,
     "create": create,
     "wheel": _lazy(".wheels", "bench"),
+    "wheel-far": _lazy(".wheels", "far"),
     "sbuf": _lazy(".sbufs", "stream"),
     "hooks": _lazy(".hooks", "bench"),
 }

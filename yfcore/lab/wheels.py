@@ -27,7 +27,7 @@ from .stats import ratio, summary
 __all__ = [
     "SHAPES", "SIZES", "HORIZON", "TICK_STEPS", "sizes", "churn_c", "churn_heapq", "churn_batch",
     "instructions", "bench", "ablation", "lateness", "occupancy_snapshot", "plot_occupancy",
-    "plot_lateness", "bars_met", "lateness_summary",
+    "plot_lateness", "bars_met", "lateness_summary", "FAR_SIZES", "far_once", "far",
 ]
 
 HORIZON = 10_000
@@ -216,6 +216,48 @@ def bench(quick: bool | None = None, progress: bool = False, rounds: int | None 
         "yf_1m_over_yf_1k": ratio(raw["yf 1m"], raw["yf 1k"]),
         "c_heap_1m_over_c_heap_1k": ratio(raw["c_heap 1m"], raw["c_heap 1k"]),
     }
+    out["provenance"] = provenance(quick=q)
+    return out
+
+
+# Far-future timers: deadlines 2^33..2^40 ticks ahead, beyond the default
+# shape's 2^32, so every one starts on the levels the wheel adds above the
+# caller's and cascades down.
+FAR_SIZES = {"12.5k": 12_500, "50k": 50_000, "200k": 200_000, "1m": 1_000_000}
+
+
+def far_once(n: int, seed: int = 1, bits=DEFAULT) -> float:
+    """ns per timer to advance a TimerWheel through n far-future timers
+    (armed by add_many, not timed) with one advance_many past the last."""
+    from ..wheel import TimerWheel
+
+    d = np.random.default_rng(seed).integers(2**33, 2**40, n)
+    w = TimerWheel(bits, capacity=n)
+    try:
+        w.add_many(d)
+        t0 = time.perf_counter_ns()
+        h, _, _ = w.advance_many(int(d.max()))
+        t1 = time.perf_counter_ns()
+        if len(h) != n:
+            raise RuntimeError(f"far_once: {len(h)} of {n} timers expired")
+    finally:
+        w.close()
+    return (t1 - t0) / n
+
+
+def far(quick: bool | None = None, progress: bool = False, rounds: int | None = None) -> dict:
+    """`yfcore bench wheel-far`: advancing through n far-future timers at
+    several n (1M left out in quick mode), interleaved; linear total time
+    shows as a flat cost per timer, the ratio of the largest n's over the
+    smallest's near 1 (a quadratic scan would grow it by the size ratio)."""
+    q = _quick_env() if quick is None else quick
+    chosen = {k: v for k, v in FAR_SIZES.items() if not (q and v > 200_000)}
+    comp = {f"yf_far {tag}": (lambda n=n: far_once(n)) for tag, n in chosen.items()}
+    samples = interleaved(comp, rounds=rounds, progress=progress)
+    out = {"yf_far": {f"ns_per_timer_{name.split()[1]}": summary(xs) for name, xs in samples.items()}}
+    small, large = min(chosen, key=chosen.get), max(chosen, key=chosen.get)
+    out["ratios"] = {f"yf_far_{large}_over_yf_far_{small}":
+                     ratio(samples[f"yf_far {large}"], samples[f"yf_far {small}"])}
     out["provenance"] = provenance(quick=q)
     return out
 
