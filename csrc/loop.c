@@ -90,7 +90,7 @@ yf_loop *yf_loop_new(yf_sched *s)
     lp->s = s;
     lp->now = yfi_now_ns();
     /* tokio's shape: 6 levels of 64 slots of 1 ms cover 2^36 ms (2.2 years);
-     * longer timeouts wait in the wheel's overflow list. */
+     * longer timeouts go to the wheel's far levels. */
     static const unsigned bits[6] = {6, 6, 6, 6, 6, 6};
     lp->wh = yf_wheel_new(bits, 6, lp->now / NS_PER_TICK);
     if (!lp->wh) {

@@ -218,7 +218,8 @@ typedef struct yf_timer {
 
 /* A wheel of nlevels levels; level i has 2^bits[i] slots, each as wide as
  * one whole turn of the level below (level 0 slots are one tick). Deadlines
- * beyond the top level wait in an overflow list. EINVAL unless 1 <= nlevels
+ * beyond the top level go to levels of 64 slots the wheel adds above it (up
+ * to 2^64 ticks) and cascade down like the others. EINVAL unless 1 <= nlevels
  * <= 8, 1 <= bits[i] <= 10 and the sum of bits <= 40; ENOMEM. A timer must
  * start zeroed (owner NULL); it belongs to the wheel only while pending. */
 yf_wheel *yf_wheel_new(const unsigned *bits, unsigned nlevels, uint64_t now);

@@ -85,8 +85,8 @@ class TimerWheel(Owned):
     """A hierarchical timer wheel of integer ticks.
 
     bits: slots per level as powers of two (level 0 first), 1-8 levels of
-    1-10 bits, 40 bits at most in all; deadlines beyond the last level wait
-    in an overflow list. now: the starting tick. capacity: how many timers
+    1-10 bits, 40 bits at most in all; deadlines beyond the last level go
+    to coarser levels the wheel adds above it and cascade down. now: the starting tick. capacity: how many timers
     may be pending at once (memory is reserved, and touched only as used).
 
     add(deadline, payload) arms a timer and returns its handle; cancel(handle)
