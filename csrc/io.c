@@ -3,6 +3,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <limits.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -51,6 +52,39 @@ static int wait_until(int fd, unsigned events, uint64_t deadline)
     return rc < 0 ? -1 : 0;
 }
 
+/* A writev on a pipe whose reader is gone raises SIGPIPE, whose default
+ * action kills the process (Python ignores it, but an embedding program or
+ * a subprocess may restore it). Blocking it for the call, then taking back
+ * the one the call raised (unless one was already pending), leaves the
+ * thread's signals as they were; errno says EPIPE. */
+static ssize_t writev_pipe(int fd, const struct iovec *iov, int cnt)
+{
+    sigset_t pipe, old, pending;
+    sigemptyset(&pipe);
+    sigaddset(&pipe, SIGPIPE);
+    int was_pending = sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe, &old);
+    ssize_t r = writev(fd, iov, cnt);
+    int e = errno;
+    if (r < 0 && e == EPIPE && !was_pending) {
+        const struct timespec zero = {0, 0};
+        while (sigtimedwait(&pipe, NULL, &zero) < 0 && errno == EINTR)
+            ;
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    errno = e;
+    return r;
+}
+
+long yfi_writev_nosigpipe(int fd, struct iovec *iov, int cnt)
+{
+    struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)cnt};
+    ssize_t r = sendmsg(fd, &mh, MSG_NOSIGNAL);
+    if (r >= 0 || errno != ENOTSOCK)
+        return r;
+    return writev_pipe(fd, iov, cnt);
+}
+
 /* Sockets are used with MSG_DONTWAIT, so they need not be non-blocking
  * themselves, and sends use MSG_NOSIGNAL (a closed peer gives EPIPE, not a
  * SIGPIPE that would kill the process). Other fds (pipes) fall back to
@@ -75,7 +109,7 @@ static ssize_t write_some(int fd, struct iovec *iov, int cnt, int *notsock)
             return r;
         *notsock = 1;
     }
-    return writev(fd, iov, cnt);
+    return writev_pipe(fd, iov, cnt);
 }
 
 int64_t yf_recvn(int fd, void *buf, size_t n, int64_t timeout_ms)

@@ -167,19 +167,25 @@ static int ring_grow(yf_sbuf *sb, size_t want)
 }
 
 /* Makes chunks cover absolute offsets [0, end). The ring grows first, in
- * one allocation, so that an absurd size fails before any chunk is taken;
- * chunks allocated before a later failure stay as spares: nothing stored
- * changes. */
+ * one allocation, so that an absurd size fails before any chunk is taken.
+ * A failure gives back everything this call took (chunks, the larger ring,
+ * the high-water mark and the demand it would have recorded): a reserve of
+ * 16 GiB that fails at 1.4 GiB must not leave 1.4 GiB of spares behind. */
 static int ensure(yf_sbuf *sb, size_t end)
 {
     size_t want = chunks_for(sb, end);
+    if (want <= sb->nchunks) {
+        note_demand(sb, want);
+        return 0;
+    }
+    size_t had = sb->nchunks, old_cap = sb->ring_cap;
+    uint64_t old_hw = sb->st.high_water;
     if (want > sb->ring_cap && ring_grow(sb, want) != 0)
         return -1;
-    note_demand(sb, want);
     while (sb->nchunks < want) {
         char *c = malloc(sb->cs);
         if (!c)
-            return -1;
+            goto fail;
         sb->ring[slot(sb, sb->nchunks)] = c;
         sb->nchunks++;
         sb->st.chunk_allocs++;
@@ -187,7 +193,27 @@ static int ensure(yf_sbuf *sb, size_t end)
         if (capa > sb->st.high_water)
             sb->st.high_water = capa;
     }
+    note_demand(sb, want);
     return 0;
+fail:
+    while (sb->nchunks > had) {
+        size_t i = slot(sb, --sb->nchunks);
+        free(sb->ring[i]);
+        sb->ring[i] = NULL;
+        sb->st.chunk_frees++;
+    }
+    sb->st.high_water = old_hw;
+    /* ring_grow left the ring unwrapped (chunk 0 in slot 0), so its first
+     * old_cap slots hold every chunk; a failed shrink keeps the larger one. */
+    if (sb->ring_cap > old_cap) {
+        char **r = realloc(sb->ring, old_cap * sizeof *r);
+        if (r) {
+            sb->ring = r;
+            sb->ring_cap = old_cap;
+        }
+    }
+    errno = ENOMEM;
+    return -1;
 }
 
 /* Frees spares beyond the policy's keep (from the back of the ring). */
@@ -455,10 +481,9 @@ int64_t yf_sbuf_recv(yf_sbuf *sb, int fd, size_t max)
     int k = yf_sbuf_reserve(sb, max, iov, IOV_BATCH);
     if (k < 0)
         return -1;
-    ssize_t got;
-    do
-        got = readv(fd, (struct iovec *)iov, k);
-    while (got < 0 && errno == EINTR);
+    /* EINTR is the caller's: Python must get back to run its signal
+     * handlers (KeyboardInterrupt) before it retries. */
+    ssize_t got = readv(fd, (struct iovec *)iov, k);
     if (got < 0) {
         int e = errno;
         sb->reserved = 0;
@@ -476,10 +501,7 @@ int64_t yf_sbuf_send(yf_sbuf *sb, int fd)
     int k = yf_sbuf_peekv(sb, iov, IOV_BATCH, SIZE_MAX);
     if (k == 0)
         return 0;
-    ssize_t put;
-    do
-        put = writev(fd, (struct iovec *)iov, k);
-    while (put < 0 && errno == EINTR);
+    ssize_t put = yfi_writev_nosigpipe(fd, (struct iovec *)iov, k);
     if (put < 0)
         return -1;
     sb->cursor += (size_t)put;

@@ -322,13 +322,17 @@ int yf_sbuf_truncate(yf_sbuf *sb, size_t size);
 size_t yf_sbuf_consume(yf_sbuf *sb);
 /* Makes room for n bytes at the tail without copying: fills up to max
  * iovecs covering exactly n bytes (allocating chunks as needed), returns the
- * iovec count. ENOBUFS past max_size, ENOMEM, EINVAL when max is too small. */
+ * iovec count. ENOBUFS past max_size, ENOMEM (what the call allocated is
+ * given back), EINVAL when max is too small. */
 int yf_sbuf_reserve(yf_sbuf *sb, size_t n, yf_iovec *iov, int max);
 /* Declares the first n reserved bytes written; EINVAL beyond the reservation. */
 int yf_sbuf_commit(yf_sbuf *sb, size_t n);
 /* readv from fd into up to `max` reserved bytes / writev from the cursor to
  * fd, then consume what was sent. Return bytes moved, 0 at EOF (recv), or -1
- * with errno from readv/writev. */
+ * with errno from readv/writev: EINTR is returned, not retried (the caller
+ * runs its signal handlers, then calls again; nothing is lost); a closed
+ * reader gives EPIPE and never SIGPIPE (sockets: MSG_NOSIGNAL; pipes: the
+ * signal is blocked and taken back). ENOMEM/ENOBUFS leave the buffer as it was. */
 int64_t yf_sbuf_recv(yf_sbuf *sb, int fd, size_t max);
 int64_t yf_sbuf_send(yf_sbuf *sb, int fd);
 void yf_sbuf_stats_get(const yf_sbuf *sb, yf_sbuf_stats *out);
@@ -406,8 +410,10 @@ int yf_sleep_ms(int64_t ms);
 /* Exactly n bytes or an error: EOF before n gives -1 with ECONNRESET,
  * timeout (for the whole call; < 0: none) ETIMEDOUT, and the bytes moved
  * before an error are lost to the caller. Sockets are driven with
- * MSG_DONTWAIT (and MSG_NOSIGNAL: EPIPE, no SIGPIPE); other fds must be
- * non-blocking. EINTR is retried. Returns n (the iovecs' total). */
+ * MSG_DONTWAIT (and MSG_NOSIGNAL: EPIPE, no SIGPIPE; pipes likewise); other fds must be
+ * non-blocking. EINTR is retried: these calls never sleep in the kernel
+ * (the wait is the loop's, and its epoll wait returns EINTR from
+ * yf_loop_run, with this call's coroutine intact). Returns n (the iovecs' total). */
 int64_t yf_recvn(int fd, void *buf, size_t n, int64_t timeout_ms);
 int64_t yf_sendn(int fd, const void *buf, size_t n, int64_t timeout_ms);
 int64_t yf_writevn(int fd, const yf_iovec *iov, int cnt, int64_t timeout_ms);

@@ -108,4 +108,13 @@ YFI_FUNC int yfi_guard_install(void *addr, size_t len, int guard);
  * signal stack (idempotent). */
 YFI_FUNC int yfi_guard_reporter_install(void);
 
+/* ---- I/O (io.c) ------------------------------------------------------------ */
+
+struct iovec;
+/* writev that never raises SIGPIPE: sendmsg with MSG_NOSIGNAL on sockets;
+ * on other fds (pipes) SIGPIPE is blocked around the writev and one it
+ * raised is taken back. A closed reader gives -1 with EPIPE. Never retries
+ * EINTR (that is the caller's to see). */
+YFI_FUNC long yfi_writev_nosigpipe(int fd, struct iovec *iov, int cnt);
+
 #endif

@@ -8,7 +8,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "yf.h"
@@ -375,6 +379,106 @@ static void test_random(void)
     yf_sbuf_free(sb);
 }
 
+static void on_alarm(int sig)
+{
+    (void)sig;
+}
+
+/* A signal during a recv that would block comes back as EINTR (Python runs
+ * its handlers and retries), not a retry inside C that ignores Ctrl-C. */
+static void test_recv_interrupted(void)
+{
+    int sv[2];
+    CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+    struct sigaction sa = {0}, old;
+    sa.sa_handler = on_alarm;           /* no SA_RESTART, as Python installs them */
+    sigemptyset(&sa.sa_mask);
+    CHECK(sigaction(SIGALRM, &sa, &old) == 0);
+    struct itimerval it = {{0, 0}, {0, 50000}};
+    CHECK(setitimer(ITIMER_REAL, &it, NULL) == 0);
+    yf_sbuf *sb = yf_sbuf_new(4096, 0);
+    CHECK_ERR(yf_sbuf_recv(sb, sv[0], 100), EINTR);
+    valid(sb);
+    CHECK(yf_sbuf_size(sb) == 0);
+    CHECK(write(sv[1], "hi", 2) == 2);
+    CHECK(yf_sbuf_recv(sb, sv[0], 100) == 2);
+    valid(sb);
+    CHECK(sigaction(SIGALRM, &old, NULL) == 0);
+    yf_sbuf_free(sb);
+    close(sv[0]);
+    close(sv[1]);
+}
+
+/* send to a closed peer with SIGPIPE at its default action: EPIPE, alive,
+ * and no SIGPIPE left pending; for a socket and for a pipe. */
+static void test_send_no_sigpipe(void)
+{
+    CHECK(signal(SIGPIPE, SIG_DFL) != SIG_ERR);
+    int sv[2], pp[2];
+    CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+    CHECK(pipe(pp) == 0);
+    close(sv[1]);
+    close(pp[0]);
+    int fds[2] = {sv[0], pp[1]};
+    for (int i = 0; i < 2; i++) {
+        yf_sbuf *sb = yf_sbuf_new(64, 0);
+        CHECK(yf_sbuf_write(sb, "hello", 5) == 5);
+        CHECK_ERR(yf_sbuf_send(sb, fds[i]), EPIPE);
+        CHECK(yf_sbuf_size(sb) == 5);       /* nothing was lost */
+        sigset_t pending;
+        CHECK(sigpending(&pending) == 0 && !sigismember(&pending, SIGPIPE));
+        valid(sb);
+        yf_sbuf_free(sb);
+    }
+    close(sv[0]);
+    close(pp[1]);
+}
+
+/* A reserve that runs out of memory part-way gives back every chunk it
+ * took (and the larger ring); what the buffer held is intact. Runs in a
+ * child under an address-space limit (not under ASan, whose shadow memory
+ * needs terabytes of address space). */
+static void test_reserve_enomem_gives_back(void)
+{
+#if defined(__SANITIZE_ADDRESS__)
+    return;
+#else
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        yf_sbuf *sb = yf_sbuf_new(65536, 0);
+        CHECK(yf_sbuf_write(sb, "kept", 4) == 4);
+        yf_sbuf_stats a, b;
+        yf_sbuf_stats_get(sb, &a);
+        struct rlimit rl;
+        CHECK(getrlimit(RLIMIT_AS, &rl) == 0);
+        /* Room for some 64 KiB chunks, far from the 1 GiB asked for. */
+        FILE *f = fopen("/proc/self/statm", "r");
+        unsigned long pages = 0;
+        CHECK(f && fscanf(f, "%lu", &pages) == 1);
+        fclose(f);
+        rl.rlim_cur = (rlim_t)pages * (rlim_t)sysconf(_SC_PAGESIZE) + ((rlim_t)64 << 20);
+        CHECK(setrlimit(RLIMIT_AS, &rl) == 0);
+        yf_iovec iov[20000];
+        CHECK_ERR(yf_sbuf_reserve(sb, (size_t)1 << 30, iov, 20000), ENOMEM);
+        yf_sbuf_stats_get(sb, &b);
+        valid(sb);
+        CHECK(b.chunk_allocs > a.chunk_allocs);       /* it did get some chunks first */
+        CHECK(b.chunks == a.chunks && b.capacity == a.capacity && b.high_water == a.high_water);
+        CHECK(b.chunk_allocs - b.chunk_frees == a.chunk_allocs - a.chunk_frees);
+        char out[8];
+        CHECK(yf_sbuf_read(sb, out, 8) == 4 && memcmp(out, "kept", 4) == 0);
+        CHECK(yf_sbuf_write(sb, "more", 4) == 4);
+        valid(sb);
+        yf_sbuf_free(sb);
+        _exit(0);
+    }
+    int st;
+    CHECK(waitpid(pid, &st, 0) == pid);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+#endif
+}
+
 int main(void)
 {
     test_new();
@@ -387,6 +491,9 @@ int main(void)
     test_messages();
     test_layout();
     test_random();
+    test_recv_interrupted();
+    test_send_no_sigpipe();
+    test_reserve_enomem_gives_back();
     puts("sbuf ok");
     return 0;
 }
