@@ -20,6 +20,10 @@ _Static_assert((int)YF_READ == (int)EPOLLIN && (int)YF_WRITE == (int)EPOLLOUT, "
 /* Timeouts past this (about 31 years) are refused rather than risk
  * overflowing the tick arithmetic. */
 #define TIMEOUT_MAX_MS 1000000000000ll
+/* Closed-fd sweeps (see sweep_closed): at least this far apart, and at
+ * least SWEEP_RATIO times as far apart as the last sweep took. */
+#define SWEEP_MIN_NS 200000000ull
+#define SWEEP_RATIO 1000
 
 /* A coroutine's wait, on its own stack for the duration of the wait: the
  * loop links it (timer in the wheel, pointers in the fd table) but never
@@ -35,6 +39,7 @@ struct wait {
     yf_loop *lp;
     int fd;                     /* -1: a sleep */
     unsigned events;            /* YF_READ|YF_WRITE asked for */
+    int err;                    /* set before the wake: the wait fails with it (EBADF) */
 };
 
 /* Registration policy: one epoll item per fd, armed EPOLLONESHOT with the
@@ -63,6 +68,7 @@ struct yf_loop {
     struct fdslot *fds;
     size_t nfds;
     uint64_t resumes;
+    uint64_t last_sweep, sweep_every;   /* ns; see sweep_closed */
     yf_loop_counts n;
     struct yf_loop *next_all;   /* the registry that enforces one loop per scheduler */
     struct epoll_event evs[MAX_EVENTS];
@@ -89,6 +95,8 @@ yf_loop *yf_loop_new(yf_sched *s)
     }
     lp->s = s;
     lp->now = yfi_now_ns();
+    lp->last_sweep = lp->now;
+    lp->sweep_every = SWEEP_MIN_NS;
     /* tokio's shape: 6 levels of 64 slots of 1 ms cover 2^36 ms (2.2 years);
      * longer timeouts go to the wheel's far levels. */
     static const unsigned bits[6] = {6, 6, 6, 6, 6, 6};
@@ -243,6 +251,83 @@ static void dispatch(yf_loop *lp, int fd, uint32_t got)
         (void)arm(lp, fd);
 }
 
+/* ---- closed fds ------------------------------------------------------------------ */
+
+/* Closing an fd removes its epoll item without an event (when no other
+ * descriptor shares the file), so a coroutine waiting on it would sleep
+ * forever. Fails the waits on fd with EBADF: they wake and return -1. */
+static int fail_waiters(yf_loop *lp, int fd)
+{
+    struct fdslot *sl = &lp->fds[fd];
+    struct wait *r = sl->rd, *w = sl->wr;
+    int woken = 0;
+    sl->rd = sl->wr = NULL;
+    sl->known = 0;
+    if (r) {
+        r->err = EBADF;
+        wake(lp, r, -1);
+        woken++;
+    }
+    if (w && w != r) {
+        w->err = EBADF;
+        wake(lp, w, -1);
+        woken++;
+    }
+    return woken;
+}
+
+/* Whether the file the waiters of fd armed is still open under that
+ * number: re-arming the item (the waiters' own events, so nothing changes)
+ * fails with EBADF when the number is closed and ENOENT when it names
+ * another file now (epoll keys items by file and number). */
+static int fd_gone(yf_loop *lp, int fd)
+{
+    struct fdslot *sl = &lp->fds[fd];
+    struct epoll_event ev = {.events = EPOLLONESHOT, .data.u64 = (uint64_t)fd};
+    if (sl->rd)
+        ev.events |= EPOLLIN | EPOLLRDHUP;
+    if (sl->wr)
+        ev.events |= EPOLLOUT;
+    int e = errno;
+    int gone = epoll_ctl(lp->ep, EPOLL_CTL_MOD, fd, &ev) < 0 && (errno == EBADF || errno == ENOENT);
+    errno = e;
+    return gone;
+}
+
+/* Finds waits on fds closed behind the loop's back and fails them. One
+ * epoll_ctl per waited fd, so the loop sweeps only when it is about to
+ * sleep, and spaces sweeps by SWEEP_RATIO times their cost (at least
+ * SWEEP_MIN_NS): the overhead stays under 0.1%, and a wait on a closed fd
+ * ends within about that interval. Returns the waits failed. */
+static int sweep_closed(yf_loop *lp)
+{
+    uint64_t t0 = yfi_now_ns();
+    int woken = 0;
+    for (size_t fd = 0; fd < lp->nfds; fd++)
+        if ((lp->fds[fd].rd || lp->fds[fd].wr) && fd_gone(lp, (int)fd))
+            woken += fail_waiters(lp, (int)fd);
+    uint64_t t1 = yfi_now_ns();
+    lp->last_sweep = t1;
+    lp->sweep_every = (t1 - t0) * SWEEP_RATIO > SWEEP_MIN_NS ? (t1 - t0) * SWEEP_RATIO : SWEEP_MIN_NS;
+    return woken;
+}
+
+int yf_loop_drop_fd(yf_loop *lp, int fd)
+{
+    if (!lp || fd < 0) {
+        errno = fd < 0 ? EBADF : EINVAL;
+        return -1;
+    }
+    if ((size_t)fd >= lp->nfds)
+        return 0;
+    int e = errno;
+    /* The number may be closed already: then the kernel dropped the item. */
+    if (lp->fds[fd].known)
+        (void)epoll_ctl(lp->ep, EPOLL_CTL_DEL, fd, NULL);
+    errno = e;
+    return fail_waiters(lp, fd);
+}
+
 /* ---- running ----------------------------------------------------------------- */
 
 /* How long to sleep, in ns, until the earliest timer is due (-1: no timer).
@@ -329,7 +414,16 @@ int64_t yf_loop_run(yf_loop *lp)
         }
         /* Coroutines still ready (they yielded): poll without sleeping, so
          * fd waiters get their turn between passes. */
-        if (poll_once(lp, (lp->stop || c.ready) ? 0 : poll_timeout(lp)) < 0) {
+        int64_t timeout = (lp->stop || c.ready) ? 0 : poll_timeout(lp);
+        if (timeout != 0 && lp->n.waiting_fds) {
+            /* About to sleep with fd waiters: one of their fds may have been
+             * closed, which no event will ever say. */
+            if (yfi_now_ns() - lp->last_sweep >= lp->sweep_every && sweep_closed(lp) > 0)
+                timeout = 0;
+            else if (timeout < 0 || (uint64_t)timeout > lp->sweep_every)
+                timeout = (int64_t)lp->sweep_every;
+        }
+        if (poll_once(lp, timeout) < 0) {
             /* EINTR included: the caller (Python's signal handlers) gets to
              * run; the loop is intact and run may be called again. */
             rc = -1;
@@ -390,6 +484,10 @@ static intptr_t block_on(yf_loop *lp, struct wait *w)
     } else {
         lp->n.sleeping--;
     }
+    if (w->err) {
+        errno = w->err;
+        return -1;
+    }
     return v;
 }
 
@@ -428,8 +526,13 @@ int yf_wait_fd(int fd, unsigned events, int64_t timeout_ms)
         return -1;
     struct fdslot *sl = &lp->fds[fd];
     if (((events & YF_READ) && sl->rd) || ((events & YF_WRITE) && sl->wr)) {
-        errno = EEXIST;
-        return -1;
+        /* The other waiter's fd may have been closed and the number reused
+         * (by this very fd): its wait fails, and this one goes ahead. */
+        if (!fd_gone(lp, fd)) {
+            errno = EEXIST;
+            return -1;
+        }
+        fail_waiters(lp, fd);
     }
     struct wait w = {.co = yf_co_current(), .lp = lp, .fd = fd, .events = events};
     if (events & YF_READ)

@@ -401,8 +401,14 @@ yf_loop *yf_loop_current(void);
  * always ready), 0 on timeout, or the value of a yf_co_wake from outside
  * the loop; -1 with EPERM outside a loop's coroutine, EBADF, EINVAL for bad
  * events or timeout_ms > 10^12, EEXIST when another coroutine waits on the
- * same fd and direction. Close an fd only when no coroutine waits on it. */
+ * same fd and direction. EBADF also when fd is closed during the wait: at
+ * once through yf_loop_drop_fd, else found by the loop before it sleeps
+ * (within about 200 ms; a reused number counts as closed). */
 int yf_wait_fd(int fd, unsigned events, int64_t timeout_ms);
+/* For a caller about to close fd (or that has): the coroutines waiting on
+ * it wake at once, their waits failing with EBADF, and the loop forgets the
+ * fd. Returns the waits failed; EBADF for fd < 0, EINVAL for NULL. */
+int yf_loop_drop_fd(yf_loop *lp, int fd);
 /* Sleeps at least ms milliseconds (0 yields once to the loop, which polls
  * fds before resuming it). EPERM outside a loop's coroutine, EINVAL for
  * ms < 0 or > 10^12. */

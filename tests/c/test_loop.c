@@ -605,6 +605,101 @@ static void test_yield_does_not_starve(void)
     teardown();
 }
 
+/* ---- closing an fd a coroutine waits on ---------------------------------------- */
+
+static int close_fd;
+
+static intptr_t closer(void *arg)
+{
+    CHECK(yf_sleep_ms((intptr_t)arg) == 0);
+    CHECK(close(close_fd) == 0);
+    return 0;
+}
+
+static int reuse_fd, reuse_src;
+static struct waitarg *reuse_wait;
+
+/* Closes reuse_fd, makes the number name another socket, waits on it. */
+static intptr_t reuser(void *arg)
+{
+    (void)arg;
+    CHECK(yf_sleep_ms(5) == 0);
+    CHECK(close(reuse_fd) == 0);
+    CHECK(dup2(reuse_src, reuse_fd) == reuse_fd);
+    CHECK(close(reuse_src) == 0);
+    return waiter(reuse_wait);
+}
+
+static intptr_t dropper(void *arg)
+{
+    CHECK(yf_sleep_ms(5) == 0);
+    CHECK(yf_loop_drop_fd(L, (int)(intptr_t)arg) == 1);
+    CHECK(close((int)(intptr_t)arg) == 0);
+    return 0;
+}
+
+/* The waiter wakes with -1/EBADF instead of sleeping forever: found by the
+ * loop's sweep (closed, and closed then reused by a new socket that another
+ * coroutine waits on), or at once through yf_loop_drop_fd. */
+static void test_closed_fd_wakes_waiter(void)
+{
+    setup();
+    int sv[2];
+    pair(sv);
+    close_fd = sv[0];
+    struct waitarg a = {.fd = sv[0], .events = YF_READ, .timeout_ms = -1};
+    yf_co *w = spawn(waiter, (intptr_t)&a), *c = spawn(closer, 10);
+    int64_t t0 = now_ns();
+    CHECK(yf_loop_run(L) >= 0);
+    CHECK(a.rc == -1 && a.err == EBADF);
+    /* The sweep runs at most ~200 ms after the loop starts sleeping. */
+    CHECK(now_ns() - t0 < 5000 * MS);
+    CHECK(counts().waiting_fds == 0);
+    reap(w);
+    reap(c);
+
+    /* Closed, and the number reused at once: a new wait on it goes ahead,
+     * the old one fails. */
+    int q[2], np[2];
+    pair(q);
+    pair(np);
+    int fd = q[0];
+    reuse_fd = fd;
+    reuse_src = np[0];
+    struct waitarg b = {.fd = fd, .events = YF_READ, .timeout_ms = -1};
+    struct waitarg b2 = {.fd = fd, .events = YF_READ, .timeout_ms = 50};
+    reuse_wait = &b2;
+    w = spawn(waiter, (intptr_t)&b);
+    yf_co *w2 = spawn(reuser, 0);
+    CHECK(yf_loop_run(L) >= 0);
+    CHECK(b.rc == -1 && b.err == EBADF && b.ns < 150 * MS);
+    CHECK(b2.rc == 0);                      /* its own wait: a timeout */
+    np[0] = fd;
+    reap(w);
+    reap(w2);
+
+    /* yf_loop_drop_fd: at once, both directions. */
+    struct waitarg d = {.fd = np[1], .events = YF_READ | YF_WRITE, .timeout_ms = -1};
+    int full = np[1];
+    /* Fill the socket so that the write direction waits too. */
+    char junk[4096] = {0};
+    while (write(full, junk, sizeof junk) > 0)
+        ;
+    w = spawn(waiter, (intptr_t)&d);
+    c = spawn(dropper, full);
+    t0 = now_ns();
+    CHECK(yf_loop_run(L) >= 0);
+    CHECK(d.rc == -1 && d.err == EBADF && d.ns < 150 * MS);
+    reap(w);
+    reap(c);
+    CHECK(yf_loop_drop_fd(L, 1000) == 0);
+    CHECK_ERR(yf_loop_drop_fd(L, -1), EBADF);
+    close(np[0]);
+    close(q[1]);
+    close(sv[1]);
+    teardown();
+}
+
 int main(void)
 {
     test_sleep_order();
@@ -619,6 +714,7 @@ int main(void)
     test_echo_many();
     test_yield_does_not_starve();
     test_without_epoll_pwait2();
+    test_closed_fd_wakes_waiter();
     printf("test_loop: ok\n");
     return 0;
 }
