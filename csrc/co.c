@@ -531,6 +531,14 @@ int yf_co_resume(yf_co *co)
         errno = EBUSY;
         return -1;
     }
+    /* A thread that never made a scheduler may resume coroutines too: it
+     * needs its own alternate signal stack for the overflow report. Without
+     * one, the reporter cannot run and the overflow dies unreported. */
+    if (YF_UNLIKELY(!yfi_altstack_ready)) {
+        int e = errno;
+        (void)yfi_altstack_install();
+        errno = e;
+    }
     unlink_ready(s, co);
     co->state = YF_RUNNING;
     co->resumer = from;

@@ -2,11 +2,13 @@
  * pages, a LIFO pool, high-water marks, and the guard-hit reporter. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <ucontext.h>
 #include <unistd.h>
 
 #include "yfi.h"
@@ -246,8 +248,29 @@ size_t yfi_slot_hwm(const struct yfi_pool *p, void *slot)
 
 /* ---- guard-hit reporter ---------------------------------------------------- */
 
+/* What a SIGSEGV is reported as an overflow of coroutine C: a real fault
+ * (si_code SEGV_MAPERR or SEGV_ACCERR; a SIGSEGV sent with kill or tgkill
+ * has si_code <= 0), in a guard page of a guarded arena, raised while C runs
+ * on this thread, with the faulting stack pointer at or below the top of C's
+ * guard plus a red zone (C's frames have run off its usable stack) and the
+ * address no lower than the stack pointer minus the red zone (an access
+ * through the stack pointer, not a wild pointer far away). The address may
+ * lie in a neighbour's guard (a big frame without stack-clash probes can
+ * jump C's own); it is still C's overflow. Everything else goes to the
+ * handler that was there before ours, as if we were not installed. */
+#define RED_ZONE 128
+
 static struct sigaction old_segv;
-static _Atomic int reporter_installed;
+static pthread_mutex_t install_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* The alternate signal stack this runtime made for the thread (NULL when the
+ * thread had one already, or has none yet); freed by the key's destructor
+ * when the thread ends. */
+#define ALTSTACK_BYTES (64 * 1024)
+static pthread_key_t altstack_key;
+static pthread_once_t altstack_once = PTHREAD_ONCE_INIT;
+static int altstack_key_ok;
+__thread int yfi_altstack_ready;
 
 static size_t fmt_u64(char *out, uint64_t v, int base)
 {
@@ -269,12 +292,22 @@ static size_t put(char *out, const char *s)
     return n;
 }
 
-/* Async-signal-safe: only atomics, arithmetic, memcpy and write(2). */
-static void on_segv(int sig, siginfo_t *si, void *uctx)
+static uintptr_t fault_sp(const void *uctx)
 {
-    (void)sig;
-    (void)uctx;
-    uintptr_t addr = (uintptr_t)si->si_addr;
+    const ucontext_t *uc = uctx;
+#if defined(__x86_64__)
+    return (uintptr_t)uc->uc_mcontext.gregs[REG_RSP];
+#elif defined(__aarch64__)
+    return (uintptr_t)uc->uc_mcontext.sp;
+#else
+    (void)uc;
+    return 0;
+#endif
+}
+
+/* Whether addr lies in the guard page of a slot of a guarded arena. */
+static int in_a_guard(uintptr_t addr)
+{
     int n = atomic_load(&reg_used);
     if (n > REG_MAX)
         n = REG_MAX;
@@ -283,56 +316,138 @@ static void on_segv(int sig, siginfo_t *si, void *uctx)
         if (base <= 1 || addr < base || addr >= base + reg[i].len || reg[i].guard == YFI_GUARD_NONE)
             continue;
         uintptr_t slot = base + ((addr - base) & ~(uintptr_t)(reg[i].slot - 1));
-        if (addr >= slot + reg[i].page)
-            break;
-        const struct yfi_slot_header *h = (const struct yfi_slot_header *)(slot + reg[i].slot) - 1;
+        return addr < slot + reg[i].page;
+    }
+    return 0;
+}
+
+/* Hands the signal to the disposition that was there before ours. A
+ * function is called as the kernel would have (it may recover, e.g. by
+ * siglongjmp or by fixing the context, and we stay installed for the next
+ * fault); the default action kills: for a fault by returning into the
+ * faulting instruction, for a sent signal by re-raising it, which the kernel
+ * delivers when this handler returns. An ignored sent signal stays ignored
+ * (a fault cannot be ignored: the kernel would kill anyway). */
+static void chain(int sig, siginfo_t *si, void *uctx, int fault)
+{
+    struct sigaction old = old_segv;
+    if (old.sa_flags & SA_SIGINFO) {
+        if (old.sa_sigaction) {
+            old.sa_sigaction(sig, si, uctx);
+            return;
+        }
+    } else if (old.sa_handler != SIG_DFL && old.sa_handler != SIG_IGN && old.sa_handler) {
+        old.sa_handler(sig);
+        return;
+    }
+    if (!fault && !(old.sa_flags & SA_SIGINFO) && old.sa_handler == SIG_IGN)
+        return;
+    signal(SIGSEGV, SIG_DFL);
+    if (!fault)
+        raise(SIGSEGV);
+}
+
+/* Async-signal-safe: atomics, arithmetic, TLS reads, memcpy, write(2),
+ * signal(2) and raise(3). */
+static void on_segv(int sig, siginfo_t *si, void *uctx)
+{
+    int saved = errno;
+    int fault = si->si_code == SEGV_MAPERR || si->si_code == SEGV_ACCERR;
+    uintptr_t addr = (uintptr_t)si->si_addr, sp = fault_sp(uctx);
+    yf_co *co = fault ? yf_co_current() : NULL;
+    uint64_t lay[4];
+    if (co && sp && yf_co_stack_layout(co, lay) == 0 && sp <= lay[1] + RED_ZONE && addr < lay[1] &&
+        addr + RED_ZONE >= sp && in_a_guard(addr)) {
         char line[256];
         size_t k = put(line, "yfcore: coroutine ");
-        k += fmt_u64(line + k, h->magic == YFI_SLOT_MAGIC ? h->owner_id : 0, 10);
+        k += fmt_u64(line + k, yf_co_id(co), 10);
         k += put(line + k, " overflowed its ");
-        k += fmt_u64(line + k, reg[i].slot, 10);
+        k += fmt_u64(line + k, lay[3] - lay[0], 10);
         k += put(line + k, "-byte stack (fault at 0x");
         k += fmt_u64(line + k, addr, 16);
         k += put(line + k, ", guard page 0x");
-        k += fmt_u64(line + k, slot, 16);
+        k += fmt_u64(line + k, lay[0], 16);
         k += put(line + k, ")\n");
         ssize_t w = write(2, line, k);
         (void)w;
         /* Die by the very fault: with the default action restored, returning
          * re-executes the faulting instruction. */
         signal(SIGSEGV, SIG_DFL);
+        errno = saved;
         return;
     }
-    /* Not ours: hand the fault back to whoever handled it before us (Python's
-     * faulthandler, a debugger's handler) or to the default action. */
-    sigaction(SIGSEGV, &old_segv, NULL);
+    chain(sig, si, uctx, fault);
+    errno = saved;
+}
+
+/* Thread exit: the alternate stack goes with the thread (3,000 threads that
+ * each made a scheduler kept 200 MiB of them before). It is disabled first,
+ * so no signal runs on unmapped memory. */
+static void altstack_free(void *mem)
+{
+    stack_t ss = {.ss_flags = SS_DISABLE};
+    stack_t cur;
+    if (sigaltstack(NULL, &cur) == 0 && cur.ss_sp == mem)
+        sigaltstack(&ss, NULL);
+    munmap(mem, ALTSTACK_BYTES);
+}
+
+static void altstack_key_make(void)
+{
+    altstack_key_ok = pthread_key_create(&altstack_key, altstack_free) == 0;
+}
+
+int yfi_altstack_install(void)
+{
+    if (yfi_altstack_ready)
+        return 0;
+    stack_t ss;
+    if (sigaltstack(NULL, &ss) == 0 && (ss.ss_flags & SS_DISABLE)) {
+        /* The handler must not run on the stack that just overflowed. */
+        pthread_once(&altstack_once, altstack_key_make);
+        if (!altstack_key_ok) {
+            errno = EAGAIN;
+            return -1;
+        }
+        void *mem = mmap(NULL, ALTSTACK_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (mem == MAP_FAILED)
+            return -1;
+        ss.ss_sp = mem;
+        ss.ss_size = ALTSTACK_BYTES;
+        ss.ss_flags = 0;
+        if (sigaltstack(&ss, NULL) != 0 || pthread_setspecific(altstack_key, mem) != 0) {
+            int e = errno;
+            stack_t off = {.ss_flags = SS_DISABLE};
+            sigaltstack(&off, NULL);
+            munmap(mem, ALTSTACK_BYTES);
+            errno = e;
+            return -1;
+        }
+    }
+    yfi_altstack_ready = 1;
+    return 0;
 }
 
 int yfi_guard_reporter_install(void)
 {
-    stack_t ss;
-    if (sigaltstack(NULL, &ss) == 0 && (ss.ss_flags & SS_DISABLE)) {
-        /* The handler must not run on the stack that just overflowed. One
-         * alternate stack per thread, kept for the thread's life. */
-        size_t len = 64 * 1024;
-        void *mem = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (mem == MAP_FAILED)
-            return -1;
-        ss.ss_sp = mem;
-        ss.ss_size = len;
-        ss.ss_flags = 0;
-        if (sigaltstack(&ss, NULL) != 0) {
-            munmap(mem, len);
-            return -1;
-        }
+    if (yfi_altstack_install() != 0)
+        return -1;
+    /* Installed once, and again whenever someone else has taken SIGSEGV
+     * since (their handler becomes the one we chain to). */
+    pthread_mutex_lock(&install_lock);
+    struct sigaction cur;
+    int rc = sigaction(SIGSEGV, NULL, &cur);
+    if (rc == 0 && !((cur.sa_flags & SA_SIGINFO) && cur.sa_sigaction == on_segv)) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_sigaction = on_segv;
+        sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+        sigemptyset(&sa.sa_mask);
+        /* old_segv is written before ours goes live, so the handler never
+         * reads a half-written one. */
+        old_segv = cur;
+        rc = sigaction(SIGSEGV, &sa, NULL);
     }
-    int expected = 0;
-    if (!atomic_compare_exchange_strong(&reporter_installed, &expected, 1))
-        return 0;
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_sigaction = on_segv;
-    sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
-    sigemptyset(&sa.sa_mask);
-    return sigaction(SIGSEGV, &sa, &old_segv);
+    pthread_mutex_unlock(&install_lock);
+    return rc;
 }

@@ -104,9 +104,16 @@ YFI_FUNC size_t yfi_pool_trim(struct yfi_pool *p);
 YFI_FUNC void *yfi_slot_top(const struct yfi_pool *p, void *slot);
 YFI_FUNC size_t yfi_slot_hwm(const struct yfi_pool *p, void *slot);
 YFI_FUNC int yfi_guard_install(void *addr, size_t len, int guard);
-/* Installs the process-wide SIGSEGV reporter and this thread's alternate
- * signal stack (idempotent). */
+/* Installs the process-wide SIGSEGV reporter (again if another handler took
+ * SIGSEGV since; that one is chained to) and this thread's alternate signal
+ * stack. -1 with errno from mmap/sigaltstack/sigaction. */
 YFI_FUNC int yfi_guard_reporter_install(void);
+/* This thread's alternate signal stack, made once per thread and unmapped
+ * when the thread ends (a stack the thread already had is kept). Called by
+ * every resume from the root context, so a coroutine resumed on a thread
+ * that never made a scheduler still gets its overflow reported. */
+YFI_FUNC int yfi_altstack_install(void);
+YFI_FUNC extern __thread int yfi_altstack_ready __attribute__((tls_model("initial-exec")));
 
 /* ---- I/O (io.c) ------------------------------------------------------------ */
 
