@@ -261,6 +261,8 @@ size_t yfi_slot_hwm(const struct yfi_pool *p, void *slot)
 #define RED_ZONE 128
 
 static struct sigaction old_segv;
+static _Atomic uintptr_t last_report;
+static __thread uintptr_t chain_frame;
 static pthread_mutex_t install_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* The alternate signal stack this runtime made for the thread (NULL when the
@@ -331,16 +333,30 @@ static int in_a_guard(uintptr_t addr)
 static void chain(int sig, siginfo_t *si, void *uctx, int fault)
 {
     struct sigaction old = old_segv;
-    if (old.sa_flags & SA_SIGINFO) {
-        if (old.sa_sigaction) {
-            old.sa_sigaction(sig, si, uctx);
-            return;
-        }
-    } else if (old.sa_handler != SIG_DFL && old.sa_handler != SIG_IGN && old.sa_handler) {
-        old.sa_handler(sig);
+    /* A previous handler that hands the signal back to its own previous
+     * one, which is us (faulthandler enabled after us, and a scheduler made
+     * after that took SIGSEGV back), re-enters us on this alternate stack,
+     * deeper than this frame by at least a signal frame: that is a cycle,
+     * and it ends in the default action. A handler that left by siglongjmp
+     * leaves chain_frame behind, but the next signal starts at the top of
+     * the alternate stack again, at this very depth, so it is no cycle. */
+    uintptr_t here = (uintptr_t)__builtin_frame_address(0);
+    int cycle = chain_frame && here + 256 < chain_frame;
+    uintptr_t outer = chain_frame;
+    if (!cycle && (old.sa_flags & SA_SIGINFO) && old.sa_sigaction) {
+        chain_frame = here;
+        old.sa_sigaction(sig, si, uctx);
+        chain_frame = outer;
         return;
     }
-    if (!fault && !(old.sa_flags & SA_SIGINFO) && old.sa_handler == SIG_IGN)
+    if (!cycle && !(old.sa_flags & SA_SIGINFO) && old.sa_handler != SIG_DFL && old.sa_handler != SIG_IGN &&
+        old.sa_handler) {
+        chain_frame = here;
+        old.sa_handler(sig);
+        chain_frame = outer;
+        return;
+    }
+    if (!cycle && !fault && !(old.sa_flags & SA_SIGINFO) && old.sa_handler == SIG_IGN)
         return;
     signal(SIGSEGV, SIG_DFL);
     if (!fault)
@@ -368,11 +384,19 @@ static void on_segv(int sig, siginfo_t *si, void *uctx)
         k += put(line + k, ", guard page 0x");
         k += fmt_u64(line + k, lay[0], 16);
         k += put(line + k, ")\n");
-        ssize_t w = write(2, line, k);
-        (void)w;
-        /* Die by the very fault: with the default action restored, returning
-         * re-executes the faulting instruction. */
-        signal(SIGSEGV, SIG_DFL);
+        /* Then whatever was there before (Python's faulthandler prints the
+         * Python stack; a handler may recover by siglongjmp). One that just
+         * returns (Python's own C handler does) brings us back here for the
+         * same address at once: an overflow is not cured by returning, so
+         * that time the default action dies by the very fault (returning
+         * re-executes the faulting instruction) instead of looping. */
+        if (atomic_exchange(&last_report, addr) != addr) {
+            ssize_t w = write(2, line, k);
+            (void)w;
+            chain(sig, si, uctx, fault);
+        } else {
+            signal(SIGSEGV, SIG_DFL);
+        }
         errno = saved;
         return;
     }
@@ -441,7 +465,10 @@ int yfi_guard_reporter_install(void)
         struct sigaction sa;
         memset(&sa, 0, sizeof sa);
         sa.sa_sigaction = on_segv;
-        sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+        /* SA_NODEFER: a handler we chain to that raises SIGSEGV again
+         * (faulthandler does) re-enters us at once, where chain() sees the
+         * cycle, instead of after we return, where it would look new. */
+        sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER;
         sigemptyset(&sa.sa_mask);
         /* old_segv is written before ours goes live, so the handler never
          * reads a half-written one. */

@@ -5,7 +5,7 @@
  * the overflowing coroutine's id; faults that are not overflows (a SIGSEGV
  * sent with kill, wild accesses from the root or from a shallow coroutine,
  * a NULL read) kill without a report; a previous handler that recovers keeps
- * working and the reporter with it; a coroutine resumed on a thread that
+ * working, the reporter with it, and is chained to after a report too; a coroutine resumed on a thread that
  * never made a scheduler is reported; 3,000 threads that each make a
  * scheduler leave no alternate signal stacks behind.
  * test-cflags: -fstack-clash-protection -pthread
@@ -303,11 +303,15 @@ static void recover_child(void *arg)
             kill(getpid(), SIGSEGV);
     }
     CHECK(recovered == 4);
-    /* ...and the reporter is still there for an overflow. */
+    /* ...and the reporter is still there for an overflow, after which the
+     * handler is chained to as well: it recovers once more (exit 5). */
     struct ovf c = {.stack = 65536, .ncos = 2, .target = 1, .how = 0, .frame = 512};
     yf_co *a = yf_co_create(s, idle_body, NULL), *b = yf_co_create(s, overflow_body, &c);
     CHECK(a && b);
-    yf_sched_run(s);
+    if (sigsetjmp(recover, 1) == 0)
+        yf_sched_run(s);
+    else
+        _exit(recovered == 5 ? 5 : 4);
     _exit(3);
 }
 
@@ -387,7 +391,7 @@ int main(void)
     test_random_overflows(200);
     test_not_overflows(40);
     run_child(recover_child, NULL, &o);
-    if (o.sig != SIGSEGV || o.reports != 1 || o.reported_id != 2)
+    if (o.sig != 0 || o.code != 5 || o.reports != 1 || o.reported_id != 2)
         fail_case("previous handler that recovers", 0, &o);
     run_child(thread_child, NULL, &o);
     if (o.sig != SIGSEGV || o.reports != 1 || o.reported_id != 1)
