@@ -147,7 +147,7 @@ def test_overflow_reported_with_faulthandler_installed(when):
             faulthandler.enable()
             s = Scheduler(stack_size=65536)
         # Python offers no overflowing body (it must not crash): the C demo, directly.
-        co = lib.yf_co_create(s._ptr(), lib.yf_demo_overflow, ffi.cast("void *", 1 << 20))
+        co = lib.yf_co_create(s._h, lib.yf_demo_overflow, ffi.cast("void *", 1 << 20))
         print("id", lib.yf_co_id(co), flush=True)
         lib.yf_co_resume(co)
     """)
@@ -171,7 +171,7 @@ def test_a_python_fault_handler_that_recovers_keeps_the_reporter():
         os.kill(os.getpid(), signal.SIGSEGV)
         os.kill(os.getpid(), signal.SIGSEGV)
         print("caught", len(caught), flush=True)
-        co = lib.yf_co_create(s._ptr(), lib.yf_demo_overflow, ffi.cast("void *", 1 << 20))
+        co = lib.yf_co_create(s._h, lib.yf_demo_overflow, ffi.cast("void *", 1 << 20))
         print("id", lib.yf_co_id(co), flush=True)
         lib.yf_co_resume(co)
     """)
