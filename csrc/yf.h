@@ -82,8 +82,13 @@ typedef struct yf_exit_hook {
 
 /* Makes a scheduler whose coroutines get stack_size-byte stacks (a power of
  * two in [YF_STACK_MIN, YF_STACK_MAX], guard page included). EINVAL for a bad
- * size or flags, ENOMEM. Installs the guard-hit reporter and, for the calling
- * thread, an alternate signal stack. */
+ * size or flags, ENOMEM. Installs the guard-hit reporter (SIGSEGV; again if
+ * another handler took it since, which it then chains to) and, for the
+ * calling thread, an alternate signal stack freed when the thread ends (any
+ * thread's first resume makes one too). The reporter names a coroutine only
+ * for a real fault in a guard reached through the stack pointer of the
+ * coroutine running there; sent signals and other faults go to the previous
+ * handler or the default action. */
 yf_sched *yf_sched_new(size_t stack_size, unsigned flags);
 /* Frees the scheduler, every coroutine (unfinished ones are discarded without
  * running their exit hooks) and every stack mapping. EBUSY when called from
