@@ -1,9 +1,13 @@
 """The hook library: every hooked call inside and outside coroutines (C
-program hook_suite.c, built the three ways in), errno across switches, the
+program tests/programs/hook_suite.c, built the three ways in), errno across switches, the
 unmodified libmemcached client, and the Python helpers' argument checks."""
+from pathlib import Path
+
 import pytest
 
 from yfcore.lab import hooks
+
+SUITE = Path(__file__).resolve().parent / "programs" / "hook_suite.c"
 
 MC_MISSING = hooks.memcached_missing()
 needs_memcached = pytest.mark.skipif(
@@ -12,7 +16,7 @@ needs_memcached = pytest.mark.skipif(
 
 @pytest.fixture(scope="module", params=["static", "dynamic", "preload"])
 def suite(request):
-    prog, env = hooks.compile_hooked("hook_suite", request.param)
+    prog, env = hooks.compile_hooked(SUITE, request.param)
     cp = hooks.run_hooked(prog, env, timeout=60)
     return request.param, cp, hooks.json_lines(cp.stdout)
 
@@ -37,7 +41,7 @@ def test_suite_covers_the_hooked_calls(suite):
 def test_runtime_only_build_has_no_hooks():
     # The control: linked against libyf.so alone nothing is interposed, and
     # the suite says so instead of hanging in a blocking accept.
-    prog, env = hooks.compile_hooked("hook_suite", "runtime")
+    prog, env = hooks.compile_hooked(SUITE, "runtime")
     cp = hooks.run_hooked(prog, env, timeout=30)
     rows = hooks.json_lines(cp.stdout)
     assert rows[0] == {"check": "hooks-present", "ok": 0, "detail": "yf_hook_calls missing"}
@@ -48,7 +52,8 @@ def test_build_paths_and_variants():
     b = hooks.build()
     assert b["hook_so"].name == "libyfhook.so" and b["hook_so"].is_file()
     assert b["runtime_so"].is_file() and b["archive"].is_file()
-    assert [p.name for p in b["hook_objects"]] == ["hook.o"]
+    assert [p.name for p in b["hook_objects"]] == [
+        "hook_dns.o", "hook_fdtable.o", "hook_io.o", "hook_log.o", "hook_poll.o", "hook_symbols.o", "hook_wait.o"]
     assert (b["include"] / "yfhook.h").is_file()
     with pytest.raises(ValueError, match="variant"):
         hooks.build("nope")

@@ -152,7 +152,7 @@ def build(out_dir: str | os.PathLike, variant: str = "default", root: Path | Non
             runtime_objs.append(o)
         hook_objs = []
         for s in src["hook"]:
-            o = obj / (f"hook_{s.stem}.o" if s.stem != "hook" else "hook.o")
+            o = obj / f"hook_{s.stem}.o"
             _run([*cc, *cflags, *HOOK_CFLAGS, *VARIANTS[variant], "-c", str(s), "-o", str(o)])
             hook_objs.append(o)
         _run([*cc, "-shared", "-Wl,-soname,libyf.so", "-o", str(tmp / "libyf.so"),

@@ -5,7 +5,6 @@ demo bodies below), and Python drives the scheduler from the root context.
 Coroutines are held by id, never by pointer, so a stale handle raises
 LookupError instead of touching freed memory.
 """
-import ctypes.util
 import errno as _errno
 import functools
 import os
@@ -18,7 +17,7 @@ from ._yfcore import ffi, lib
 
 __all__ = [
     "Scheduler", "Coroutine", "DEMOS", "STATES", "TRACE_DTYPE",
-    "build_info", "guard_regions_supported", "boost_context_path", "info",
+    "build_info", "guard_regions_supported", "info",
 ]
 
 STATES = {lib.YF_NEW: "new", lib.YF_READY: "ready", lib.YF_RUNNING: "running",
@@ -338,17 +337,10 @@ def guard_regions_supported() -> bool:
     return bool(lib.yf_guard_regions_supported())
 
 
-@functools.lru_cache(maxsize=None)
-def boost_context_path() -> str | None:
-    """The Boost.Context shared library the benchmarks load, or None when absent."""
-    name = ctypes.util.find_library("boost_context")
-    if name and lib.yf_bench_fcontext_load(name.encode()) == 0:
-        return name
-    return None
-
-
 def info() -> dict:
     """Facts about this build and kernel, as `yfcore info` prints them."""
+    from .labkernels import boost_context_path  # the baseline the benchmarks load
+
     boost = boost_context_path()
     try:
         with open("/proc/sys/vm/max_map_count") as f:

@@ -1,10 +1,17 @@
-/* hooki.h - internals of the hook library: hook ids, real functions, the fd table. */
+/* hooki.h - internals shared by the hook library's files: hook ids, the real
+ * functions, returning a failure, the fd table, the wait policy. */
 #ifndef YF_HOOKI_H
 #define YF_HOOKI_H
 
+#include <errno.h>
 #include <stdint.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
+#include "yfi.h"
 #include "yfhook.h"
+
+#define YFH_FUNC __attribute__((visibility("hidden")))
 
 /* Every interposed symbol, in one list: the ids, the names given to dlsym
  * and the call counters are generated from it, so they cannot disagree. */
@@ -22,6 +29,62 @@ enum {
     H_N
 };
 
+/* ---- the real functions (symbols.c) ------------------------------------------ */
+
+YFH_FUNC extern const char *const yfh_names[H_N + 1];
+YFH_FUNC extern void *yfh_reals[H_N];
+YFH_FUNC extern uint64_t yfh_calls[H_N];
+/* dlsym(RTLD_NEXT) for hook id, cached; NULL while this thread is already
+ * inside dlsym (it may allocate, and an allocator that logs would re-enter). */
+YFH_FUNC void *yfh_resolve(int id);
+/* The bound yf_hook_connect_timeout set (ms, -1: none). */
+YFH_FUNC int64_t yfh_connect_timeout_ms(void);
+
+static inline void *yfh_real(int id)
+{
+    void *p = __atomic_load_n(&yfh_reals[id], __ATOMIC_RELAXED);
+    return YF_LIKELY(p != NULL) ? p : yfh_resolve(id);
+}
+
+/* The libc function behind hook `n`, typed from libc's own prototype. */
+#define REAL(n) ((__typeof__(&n))yfh_real(H_##n))
+#define COUNT(n) __atomic_fetch_add(&yfh_calls[H_##n], 1, __ATOMIC_RELAXED)
+
+/* The call itself, through libc when resolved, else as a raw system call. */
+#define CALL_OR_SYS(n, args, sysno, ...) \
+    (REAL(n) ? REAL(n) args : syscall(sysno, __VA_ARGS__))
+
+/* ---- returning a failure (log.c) ---------------------------------------------- */
+
+/* Every hook fails through yfh_fail, which sets errno and returns -1. The
+ * shipped build sets errno last: nothing the hook calls afterwards can
+ * overwrite it, and no switch can happen in between. The two log variants
+ * (built by _hookbuild.py to re-create the diary's 2016/04/26 bug) also
+ * write a line per failure through yfh_log, a logger that sets errno to 0 on
+ * its way as many do: "log-late" sets errno after the line (right), and
+ * "log-early" before it, the 2016 order, so the logger clobbers it. */
+#ifdef YF_HOOK_LOG
+YFH_FUNC void yfh_log(int id, int err);
+YFH_FUNC void yfh_log_init(void);
+#endif
+
+static inline int yfh_fail(int id, int err)
+{
+#if defined(YF_HOOK_LOG) && defined(YF_HOOK_ERRNO_EARLY)
+    errno = err;
+    yfh_log(id, err);
+#elif defined(YF_HOOK_LOG)
+    yfh_log(id, err);
+    errno = err;
+#else
+    (void)id;
+    errno = err;
+#endif
+    return -1;
+}
+
+/* ---- the fd table (fdtable.c) -------------------------------------------------- */
+
 /* What the hooks know about one fd number. Zeroed when the number is
  * (re)issued by socket/accept or released by close. */
 struct yfh_fd {
@@ -34,5 +97,52 @@ struct yfh_fd {
 };
 
 enum { K_UNKNOWN = 0, K_PASS = 1, K_COOP = 2 };
+
+/* The entry of fd (NULL for a negative or huge fd, or when create is 0 and
+ * its chunk of the table was never made; ENOMEM is not reported). */
+YFH_FUNC struct yfh_fd *yfh_ent(int fd, int create);
+/* Zeroes fd's entry: the number is new, or released. */
+YFH_FUNC void yfh_forget(int fd);
+/* Decides, once per fd number, whether calls on it can wait cooperatively;
+ * the entry of a cooperative fd, else NULL. */
+YFH_FUNC struct yfh_fd *yfh_track(int fd);
+
+static inline int yfh_in_loop(void)
+{
+    return yf_loop_current() != NULL;
+}
+
+/* The entry of an fd whose calls the hooks handle, or NULL for plain libc.
+ * Outside a loop's coroutine only fds already made non-blocking here are
+ * handled (their blocking behaviour is emulated with poll). */
+static inline struct yfh_fd *yfh_io_ent(int fd)
+{
+    if (yfh_in_loop())
+        return yfh_track(fd);
+    struct yfh_fd *e = yfh_ent(fd, 0);
+    return (e && e->kind == K_COOP) ? e : NULL;
+}
+
+/* ---- the wait policy (wait.c) -------------------------------------------------- */
+
+static inline int64_t yfh_now_ms(void)
+{
+    return (int64_t)(yfi_now_ns() / 1000000u);
+}
+
+/* An absolute deadline for a timeout in ms (<= 0: none, as SO_RCVTIMEO's 0). */
+static inline int64_t yfh_deadline_after(int64_t ms)
+{
+    return ms > 0 ? yfh_now_ms() + ms : -1;
+}
+
+/* ms left until deadline (-1: none), never negative. */
+YFH_FUNC int64_t yfh_left_ms(int64_t deadline);
+/* Waits until fd is ready for `ev` (YF_READ or YF_WRITE) or the deadline
+ * passes: in the loop when called from its coroutine, else in poll. Returns
+ * > 0 ready, 0 at the deadline, -1 with errno. */
+YFH_FUNC int yfh_wait_ready(int fd, unsigned ev, int64_t deadline);
+/* One millisecond: in the loop from a coroutine, else nanosleep. */
+YFH_FUNC void yfh_pause_1ms(void);
 
 #endif

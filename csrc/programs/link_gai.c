@@ -1,5 +1,5 @@
 /* link_gai.c - the socket calls getaddrinfo makes inside libc, and what the
- * hooks (csrc/hook/hook.c, linked in) see of them.
+ * hooks (csrc/hook/, linked in) see of them.
  *     link_gai plain   one lookup from plain code (run it under strace)
  *     link_gai loop    one hooked lookup and one straight to libc, each from a
  *                      loop's coroutine while a second coroutine counts how

@@ -15,7 +15,7 @@ from .provenance import provenance
 from .stats import _num, ratio as lab_ratio, summary
 
 __all__ = [
-    "BENCHMARKS", "STACK", "VARIANTS", "SWITCH_ROWS", "CREATE_ROWS", "sizes", "fair", "standalone",
+    "BENCHMARKS", "STACK", "SWITCH_ROWS", "CREATE_ROWS", "sizes", "fair", "standalone",
     "agreement", "agreement_table", "placement_experiment", "placement_series", "placement_spread", "mxcsr_fields", "switch", "create", "ablation",
     "python_switches", "stack_costs", "cpu_share", "flat", "skipped", "speed_bars", "frame_table",
 ]
@@ -23,14 +23,8 @@ __all__ = [
 # The diary's coroutines had 64 KiB stacks; every competitor gets the same.
 STACK = 65536
 
-VARIANTS = {
-    "full (default)": 0, "full, ret": 1, "full, x87 CW always": 2,
-    "full, MXCSR compared": 3, "no FP state": 4, "no FP state, ret": 5,
-}
-
-
 def _lib():
-    from .._yfcore import lib
+    from ..labkernels import lib
     return lib
 
 
@@ -45,7 +39,7 @@ def sizes(quick: bool | None = None) -> dict:
 
 def _checked(ns: float, what: str) -> float:
     if ns < 0:
-        from .._yfcore import ffi
+        from ..labkernels import ffi
         raise OSError(ffi.errno, f"{what}: {os.strerror(ffi.errno)}")
     return ns
 
@@ -60,7 +54,7 @@ def _summaries(samples: dict[str, list[float]]) -> dict[str, dict]:
 
 
 def _boost():
-    from ..runtime import boost_context_path
+    from ..labkernels import boost_context_path
     return boost_context_path()
 
 
@@ -250,12 +244,14 @@ def create(quick: bool | None = None, progress: bool = False, rounds: int | None
 
 
 def ablation(depths=(0, 8), quick: bool | None = None, rounds: int | None = None, progress: bool = False) -> dict:
-    """ns per one-way raw switch for each variant of ctx_x86_64.S at each call depth
-    the coroutine side yields from, plus the scheduler's modes; keys "variant @ depth"."""
+    """ns per one-way raw switch for each switch variant (labkernels.CTX_VARIANTS) at each call
+    depth the coroutine side yields from, plus the scheduler's modes; keys "variant @ depth"."""
+    from ..labkernels import CTX_VARIANTS
+
     lib = _lib()
     n = sizes(quick)["switch"]
     comp = {f"{name} @ {d}": _per_switch(lib.yf_bench_ctx, n, v, d)
-            for name, v in VARIANTS.items() for d in depths}
+            for name, v in CTX_VARIANTS.items() for d in depths}
     comp["scheduler, default @ 0"] = _per_switch(lib.yf_bench_switch_yf, n, 0, STACK, 0)
     comp["scheduler, trace on @ 0"] = _per_switch(lib.yf_bench_switch_yf, n, 0, STACK, 4096)
     comp["scheduler, FP-fast @ 0"] = _per_switch(lib.yf_bench_switch_yf, n, lib.YF_SCHED_FPFAST, STACK, 0)
@@ -424,7 +420,7 @@ FRAME_SLOTS = [("mxcsr", 0), ("x87cw", 4), ("r12", 8), ("r13", 16), ("r14", 24),
 
 
 def _addr_name(addr: int) -> str:
-    from .._yfcore import ffi, lib
+    from ..labkernels import ffi, lib
 
     buf = ffi.new("char[128]")
     return ffi.string(buf).decode() if lib.yf_addr_name(addr, buf, 128) == 0 else ""

@@ -73,9 +73,9 @@ def link_flags(mode: str, variant: str = "default") -> tuple[list[str], list[str
     return cflags, ldflags, env
 
 
-def compile_hooked(name: str, mode: str = "preload", variant: str = "default",
+def compile_hooked(name: str | os.PathLike, mode: str = "preload", variant: str = "default",
                    ldflags: tuple[str, ...] = ()) -> tuple[Path, dict[str, str]]:
-    """Compile csrc/programs/<name>.c for `mode`; returns (program, env to run it with)."""
+    """Compile csrc/programs/<name>.c (or a path to a .c file) for `mode`; returns (program, env to run it with)."""
     cflags, lflags, env = link_flags(mode, variant)
     prog = compile_program(name, cflags=cflags, ldflags=[*ldflags, *lflags],
                            out_dir=root() / "build" / "programs" / f"{mode}-{variant}")
@@ -228,7 +228,7 @@ def errno_switch(coroutines: int = 8, rounds: int = 100) -> list[dict]:
 def keep_errno_cost(n: int | None = None, rounds: int | None = None, progress: bool = False) -> dict:
     """ns per one-way switch through the scheduler without and with
     YF_SCHED_KEEP_ERRNO (yf_bench_switch_yf), interleaved, in this process."""
-    from .._yfcore import lib
+    from ..labkernels import lib
     from .bench import interleaved, quick
 
     n = n if n is not None else (200_000 if quick() else 2_000_000)
@@ -251,7 +251,7 @@ def cffi_errno() -> dict:
     outside a coroutine: EPERM), then Python work that makes failing C calls of
     its own (ENOENT), then ffi.errno. cffi saved errno when the call returned,
     per thread, so the Python layer in between cannot clobber it."""
-    from .._yfcore import ffi, lib
+    from ..labkernels import ffi, lib
 
     ffi.errno = 0
     rc = lib.yf_co_yield()

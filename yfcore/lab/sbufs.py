@@ -90,7 +90,7 @@ def stream_yf(n: int, seed: int = 1, chunk_size: int = CHUNK) -> dict:
     """One round of the stream through the yf socket buffer: {"mb_per_s",
     "copied_per_byte", "bytes", "ns"}; RuntimeError if the checksum differs."""
     from .._handle import borrow
-    from .._yfcore import ffi, lib
+    from ..labkernels import ffi, lib
     from ..sbuf import SockBuf
 
     sb = SockBuf(chunk_size)

@@ -20,6 +20,7 @@ import time
 
 import numpy as np
 
+from ..labkernels import ffi, lib
 from .bench import interleaved, quick as _quick_env
 from .provenance import provenance
 from .stats import ratio, summary
@@ -30,8 +31,9 @@ __all__ = [
     "plot_lateness", "bars_met", "lateness_summary", "FAR_SIZES", "far_once", "far",
 ]
 
-HORIZON = 10_000
-TICK_STEPS = 64
+# The workload's constants live in csrc/lab/lab.h, shared with the C kernel.
+HORIZON = lib.YF_CHURN_HORIZON
+TICK_STEPS = lib.YF_CHURN_TICK_STEPS
 SIZES = {"1k": 1_000, "1m": 1_000_000}
 DEFAULT = (8, 8, 8, 8)
 
@@ -44,12 +46,7 @@ SHAPES = {
     "4 x 1024": (10, 10, 10, 10),
     "2 x 1024": (10, 10),
 }
-KINDS = {"wheel": 0, "heap": 1}
-
-
-def _lib():
-    from .._yfcore import ffi, lib
-    return ffi, lib
+KINDS = {"wheel": lib.YF_CHURN_WHEEL, "heap": lib.YF_CHURN_HEAP}
 
 
 def sizes(quick: bool | None = None) -> dict:
@@ -62,7 +59,6 @@ def sizes(quick: bool | None = None) -> dict:
 def churn_c(kind: str, pending: int, steps: int, bits=DEFAULT, seed: int = 1) -> float:
     """ns per event of the C churn kernel: kind "wheel" (levels `bits`) or
     "heap" (binary heap with indexed cancel, same 64-byte nodes)."""
-    ffi, lib = _lib()
     ev = ffi.new("uint64_t *")
     ns = lib.yf_bench_wheel_churn(KINDS[kind], ffi.new("unsigned[]", list(bits)), len(bits), pending, steps,
                                   seed, ev)
@@ -312,7 +308,6 @@ def lateness(ncos: int = 200, sleeps: int = 20, max_ms: int = 50, busy_us: int =
     times, each spinning busy_us us after waking (load inside the loop), while
     `hogs` busy processes compete for the CPUs (load outside). Negative values
     would be early wake-ups."""
-    ffi, lib = _lib()
     out = np.zeros(ncos * sleeps, np.int64)
     procs = [subprocess.Popen([sys.executable, "-c", "import time\nt=time.time()\nwhile time.time()-t<120: pass"])
              for _ in range(hogs)]
