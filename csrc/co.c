@@ -20,6 +20,17 @@ _Static_assert(offsetof(struct yfi_frame, rbp) == 48, "frame table in ctx_x86_64
 _Static_assert(offsetof(struct yfi_frame, rip) == 56, "frame table in ctx_x86_64.S");
 _Static_assert(sizeof(struct yfi_frame) == 64, "frame table in ctx_x86_64.S");
 
+#define FRAME_SLOT(f) {#f, offsetof(struct yfi_frame, f), sizeof(((struct yfi_frame *)0)->f)}
+static const yf_frame_slot frame_slots[] = {
+    FRAME_SLOT(mxcsr), FRAME_SLOT(x87cw), FRAME_SLOT(r12), FRAME_SLOT(r13), FRAME_SLOT(r14),
+    FRAME_SLOT(r15), FRAME_SLOT(rbx), FRAME_SLOT(rbp), FRAME_SLOT(rip), {NULL, 0, 0},
+};
+
+const yf_frame_slot *yf_frame_slots(void)
+{
+    return frame_slots;
+}
+
 void yfi_assert_fail(const char *e, const char *file, int line)
 {
     fprintf(stderr, "yfcore: assertion failed: %s (%s:%d)\n", e, file, line);
@@ -399,6 +410,11 @@ size_t yf_sched_stack_size(const yf_sched *s)
     return s->pool.size;
 }
 
+size_t yf_sched_usable_stack(const yf_sched *s)
+{
+    return yfi_pool_usable(&s->pool);
+}
+
 unsigned yf_sched_flags(const yf_sched *s)
 {
     return s->flags;
@@ -509,7 +525,7 @@ yf_co *yf_co_create(yf_sched *s, yf_co_fn fn, void *arg)
     co->resumer = NULL;
     co->err = 0;
     memset(co->locals, 0, sizeof co->locals);
-    struct yfi_slot_header *h = (struct yfi_slot_header *)((char *)slot + s->pool.size) - 1;
+    struct yfi_slot_header *h = yfi_slot_header((uintptr_t)slot, s->pool.size);
     h->owner_id = co->id;
     co->sp = yfi_ctx_make(yfi_slot_top(&s->pool, slot), co_main, s->mxcsr, s->x87cw);
     enqueue(s, co);

@@ -14,7 +14,7 @@ _Static_assert(sizeof(yf_iovec) == sizeof(struct iovec), "yf_iovec is struct iov
 
 #define NS_PER_MS 1000000ull
 /* The same bound yf_wait_fd puts on timeouts. */
-#define TIMEOUT_MAX_MS 1000000000000ll
+#define TIMEOUT_MAX_MS YF_TIMEOUT_MAX_MS
 /* iovecs handed to one sendmsg; the window lives on the coroutine's stack. */
 #define IOV_WINDOW 64
 
@@ -85,6 +85,15 @@ long yfi_writev_nosigpipe(int fd, struct iovec *iov, int cnt)
     return writev_pipe(fd, iov, cnt);
 }
 
+/* After a read or write failed with errno: 0 to try again (EINTR, or
+ * EAGAIN and fd became ready before the deadline), else -1 with errno. */
+static int retry(int fd, unsigned events, uint64_t deadline)
+{
+    if (errno == EAGAIN || errno == EWOULDBLOCK)
+        return wait_until(fd, events, deadline);
+    return errno == EINTR ? 0 : -1;
+}
+
 /* Sockets are used with MSG_DONTWAIT, so they need not be non-blocking
  * themselves, and sends use MSG_NOSIGNAL (a closed peer gives EPIPE, not a
  * SIGPIPE that would kill the process). Other fds (pipes) fall back to
@@ -130,10 +139,7 @@ int64_t yf_recvn(int fd, void *buf, size_t n, int64_t timeout_ms)
         } else if (r == 0) {
             errno = ECONNRESET;
             return -1;
-        } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
-            if (wait_until(fd, YF_READ, deadline) < 0)
-                return -1;
-        } else if (errno != EINTR) {
+        } else if (retry(fd, YF_READ, deadline) < 0) {
             return -1;
         }
     }
@@ -189,10 +195,7 @@ int64_t yf_writevn(int fd, const yf_iovec *iov, int cnt, int64_t timeout_ms)
                 i++;
                 off = 0;
             }
-        } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
-            if (wait_until(fd, YF_WRITE, deadline) < 0)
-                return -1;
-        } else if (errno != EINTR) {
+        } else if (retry(fd, YF_WRITE, deadline) < 0) {
             return -1;
         }
     }

@@ -19,7 +19,7 @@ _Static_assert((int)YF_READ == (int)EPOLLIN && (int)YF_WRITE == (int)EPOLLOUT, "
 #define MAX_EVENTS 256
 /* Timeouts past this (about 31 years) are refused rather than risk
  * overflowing the tick arithmetic. */
-#define TIMEOUT_MAX_MS 1000000000000ll
+#define TIMEOUT_MAX_MS YF_TIMEOUT_MAX_MS
 /* Closed-fd sweeps (see sweep_closed): at least this far apart, and at
  * least SWEEP_RATIO times as far apart as the last sweep took. */
 #define SWEEP_MIN_NS 200000000ull

@@ -41,8 +41,8 @@
 _Static_assert(sizeof(yf_iovec) == sizeof(struct iovec), "yf_iovec must be struct iovec");
 _Static_assert(offsetof(yf_iovec, len) == offsetof(struct iovec, iov_len), "yf_iovec must be struct iovec");
 
-#define CHUNK_MIN 64
-#define CHUNK_MAX ((size_t)1 << 20)
+#define CHUNK_MIN ((size_t)YF_SBUF_CHUNK_MIN)
+#define CHUNK_MAX ((size_t)YF_SBUF_CHUNK_MAX)
 #define RING_MIN 8
 /* Consume calls per policy window (see the memory policy above). */
 #define WINDOW 64
@@ -51,7 +51,7 @@ _Static_assert(offsetof(yf_iovec, len) == offsetof(struct iovec, iov_len), "yf_i
 #define IOV_BATCH 64
 /* No single request may exceed this: it keeps every position sum below
  * SIZE_MAX without overflow checks on the hot paths. */
-#define REQ_MAX ((size_t)1 << 56)
+#define REQ_MAX YF_SBUF_REQ_MAX
 
 struct yf_sbuf {
     char **ring;            /* chunk pointers; slots outside the used run are NULL */

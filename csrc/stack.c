@@ -159,7 +159,7 @@ void *yfi_pool_get(struct yfi_pool *p)
     }
     a->carved++;
     p->carved++;
-    struct yfi_slot_header *h = (struct yfi_slot_header *)(slot + p->size) - 1;
+    struct yfi_slot_header *h = yfi_slot_header((uintptr_t)slot, p->size);
     h->size = p->size;
     h->magic = YFI_SLOT_MAGIC;
     return slot;
@@ -191,7 +191,7 @@ size_t yfi_pool_trim(struct yfi_pool *p)
         size_t len = p->size - p->page;
         if (madvise(slot + p->page, len, MADV_DONTNEED) == 0)
             released += len;
-        struct yfi_slot_header *h = (struct yfi_slot_header *)(slot + p->size) - 1;
+        struct yfi_slot_header *h = yfi_slot_header((uintptr_t)slot, p->size);
         h->size = p->size;
         h->magic = YFI_SLOT_MAGIC;
         h->owner_id = 0;
@@ -214,14 +214,26 @@ void yfi_pool_destroy(struct yfi_pool *p)
     memset(p, 0, sizeof *p);
 }
 
+/* Stack tops step down 64 bytes per colour; a slot's colour is its index
+ * modulo the number of colours, 1 per KiB of slot up to 64. */
+#define COLOUR_STEP 64
+
+static size_t ncolours(size_t size)
+{
+    size_t n = size / 16 / COLOUR_STEP;
+    return n > 64 ? 64 : n;
+}
+
 void *yfi_slot_top(const struct yfi_pool *p, void *slot)
 {
-    size_t ncolours = p->size / 16 / 64;
-    if (ncolours > 64)
-        ncolours = 64;
-    size_t colour = ((uintptr_t)slot / p->size) % ncolours;
-    char *top = (char *)slot + p->size - sizeof(struct yfi_slot_header) - colour * 64;
+    size_t colour = ((uintptr_t)slot / p->size) % ncolours(p->size);
+    char *top = (char *)yfi_slot_header((uintptr_t)slot, p->size) - colour * COLOUR_STEP;
     return (void *)((uintptr_t)top & ~(uintptr_t)15);
+}
+
+size_t yfi_pool_usable(const struct yfi_pool *p)
+{
+    return p->size - p->page - sizeof(struct yfi_slot_header) - ncolours(p->size) * COLOUR_STEP;
 }
 
 size_t yfi_slot_hwm(const struct yfi_pool *p, void *slot)

@@ -58,9 +58,9 @@
 
 #include "yfi.h"
 
-#define MAXUSER 8               /* levels the caller may ask for */
-#define MAXBITS 10
-#define MAXTOTAL 40
+#define MAXUSER YF_WHEEL_LEVELS_MAX /* levels the caller may ask for */
+#define MAXBITS YF_WHEEL_BITS_MAX
+#define MAXTOTAL YF_WHEEL_BITS_TOTAL_MAX
 #define WORDS ((1u << MAXBITS) / 64)
 /* The levels added above the caller's: 2^FAR_BITS slots each, up to 64 bits. */
 #define FAR_BITS 6

@@ -6,7 +6,9 @@
 #include <stdint.h>
 
 /* Everything between the CDEF markers is fed to cffi's cdef: plain
- * declarations only, no macros with values computed by the preprocessor. */
+ * declarations, and #define YF_* constants whose values cffi takes from the
+ * compiler (other preprocessor lines are dropped). Every limit and layout a
+ * caller needs is here, so that no wrapper restates it. */
 /* CDEF BEGIN */
 
 /* ======================================================================
@@ -106,6 +108,10 @@ int64_t yf_sched_run_once(yf_sched *s);
 void yf_sched_counts(const yf_sched *s, yf_counts *out);
 /* Stack size and flags the scheduler was made with. */
 size_t yf_sched_stack_size(const yf_sched *s);
+/* Bytes of stack every coroutine of s can use at least: the slot less its
+ * guard page, its header and the deepest cache colour, plus one colour step
+ * (64 bytes) to spare. */
+size_t yf_sched_usable_stack(const yf_sched *s);
 unsigned yf_sched_flags(const yf_sched *s);
 /* 1 when the scheduler's guards are MADV_GUARD_INSTALL guard regions, 0 when
  * they are mprotect(PROT_NONE) pages. */
@@ -188,6 +194,17 @@ int yf_co_stack_layout(const yf_co *co, uint64_t out[4]);
  * EINVAL unless co is suspended with a frame. */
 int yf_co_saved_frame(const yf_co *co, uint64_t *sp, uint64_t out[8]);
 
+/* One slot of that frame: what it holds, its byte offset from the saved
+ * stack pointer and its size in bytes. */
+typedef struct yf_frame_slot {
+    const char *name;
+    uint32_t offset;
+    uint32_t size;
+} yf_frame_slot;
+/* The frame's slots on this architecture, lowest address first, ended by an
+ * entry whose name is NULL. Never fails. */
+const yf_frame_slot *yf_frame_slots(void);
+
 /* Writes "symbol+0xoff" for a code address into buf (dladdr: exported
  * symbols only); ENOENT when no symbol covers it. */
 int yf_addr_name(uint64_t addr, char *buf, size_t len);
@@ -221,11 +238,18 @@ typedef struct yf_timer {
     uint32_t spare;
 } yf_timer;
 
+enum {
+    YF_WHEEL_LEVELS_MAX = 8,        /* levels of one wheel */
+    YF_WHEEL_BITS_MAX = 10,         /* log2 of the slots of one level */
+    YF_WHEEL_BITS_TOTAL_MAX = 40    /* the bits of all levels together */
+};
+
 /* A wheel of nlevels levels; level i has 2^bits[i] slots, each as wide as
  * one whole turn of the level below (level 0 slots are one tick). Deadlines
  * beyond the top level go to levels of 64 slots the wheel adds above it (up
  * to 2^64 ticks) and cascade down like the others. EINVAL unless 1 <= nlevels
- * <= 8, 1 <= bits[i] <= 10 and the sum of bits <= 40; ENOMEM. A timer must
+ * <= YF_WHEEL_LEVELS_MAX, 1 <= bits[i] <= YF_WHEEL_BITS_MAX and the sum of
+ * bits <= YF_WHEEL_BITS_TOTAL_MAX; ENOMEM. A timer must
  * start zeroed (owner NULL); it belongs to the wheel only while pending. */
 yf_wheel *yf_wheel_new(const unsigned *bits, unsigned nlevels, uint64_t now);
 /* Frees the wheel; pending timers are unlinked (owner NULL), never touched again. */
@@ -298,8 +322,16 @@ typedef struct yf_sbuf_stats {
 
 enum { YF_SEEK_SET = 0, YF_SEEK_CUR = 1, YF_SEEK_END = 2 };
 
-/* chunk_size: a power of two in [64, 1 MiB]; max_size: the most bytes it may
- * hold (0: no limit). EINVAL, ENOMEM. */
+enum {
+    YF_SBUF_CHUNK_MIN = 64,         /* chunk sizes are powers of two in [MIN, MAX] */
+    YF_SBUF_CHUNK_MAX = 1048576
+};
+/* The largest byte count one call (write, read, reserve, recv, max_size,
+ * max_len) takes: beyond it a request is a bug, not a size. */
+#define YF_SBUF_REQ_MAX ((size_t)1 << 56)
+
+/* chunk_size: a power of two in [YF_SBUF_CHUNK_MIN, YF_SBUF_CHUNK_MAX];
+ * max_size: the most bytes it may hold (0: no limit). EINVAL, ENOMEM. */
 yf_sbuf *yf_sbuf_new(size_t chunk_size, size_t max_size);
 void yf_sbuf_free(yf_sbuf *sb);
 /* Appends n bytes at the tail, all or nothing: ENOBUFS past max_size (nothing
@@ -374,6 +406,9 @@ typedef struct yf_loop_counts {
 } yf_loop_counts;
 
 enum { YF_READ = 1, YF_WRITE = 4 }; /* EPOLLIN, EPOLLOUT */
+/* The longest timeout (ms) the loop's waits and I/O calls take: 10^12 ms,
+ * about 31 years. */
+#define YF_TIMEOUT_MAX_MS 1000000000000ll
 
 /* An event loop driving scheduler s, with its own timer wheel of 1 ms ticks.
  * EINVAL, EEXIST when s already has a loop, ENOMEM, or epoll_create1's or
@@ -405,7 +440,7 @@ yf_loop *yf_loop_current(void);
  * the ready events (an error or hang-up counts as ready; regular files are
  * always ready), 0 on timeout, or the value of a yf_co_wake from outside
  * the loop; -1 with EPERM outside a loop's coroutine, EBADF, EINVAL for bad
- * events or timeout_ms > 10^12, EEXIST when another coroutine waits on the
+ * events or timeout_ms > YF_TIMEOUT_MAX_MS, EEXIST when another coroutine waits on the
  * same fd and direction. EBADF also when fd is closed during the wait: at
  * once through yf_loop_drop_fd, else found by the loop before it sleeps
  * (within about 200 ms; a reused number counts as closed). */
@@ -416,7 +451,7 @@ int yf_wait_fd(int fd, unsigned events, int64_t timeout_ms);
 int yf_loop_drop_fd(yf_loop *lp, int fd);
 /* Sleeps at least ms milliseconds (0 yields once to the loop, which polls
  * fds before resuming it). EPERM outside a loop's coroutine, EINVAL for
- * ms < 0 or > 10^12. */
+ * ms < 0 or > YF_TIMEOUT_MAX_MS. */
 int yf_sleep_ms(int64_t ms);
 /* Exactly n bytes or an error: EOF before n gives -1 with ECONNRESET,
  * timeout (for the whole call; < 0: none) ETIMEDOUT, and the bytes moved

@@ -77,6 +77,12 @@ struct yfi_slot_header {
 
 #define YFI_SLOT_MAGIC 0x79666b5f736c6f74ull
 
+/* The header of the slot at `slot` of `size` bytes: its top 64 bytes. */
+static inline struct yfi_slot_header *yfi_slot_header(uintptr_t slot, size_t size)
+{
+    return (struct yfi_slot_header *)(slot + size) - 1;
+}
+
 enum { YFI_GUARD_NONE = 0, YFI_GUARD_MPROTECT = 1, YFI_GUARD_REGIONS = 2 };
 
 struct yfi_arena;
@@ -103,6 +109,8 @@ YFI_FUNC size_t yfi_pool_trim(struct yfi_pool *p);
  * colour so that stacks of neighbouring slots do not alias in L1 sets. */
 YFI_FUNC void *yfi_slot_top(const struct yfi_pool *p, void *slot);
 YFI_FUNC size_t yfi_slot_hwm(const struct yfi_pool *p, void *slot);
+/* The usable stack every slot of the pool has at least (yf_sched_usable_stack). */
+YFI_FUNC size_t yfi_pool_usable(const struct yfi_pool *p);
 YFI_FUNC int yfi_guard_install(void *addr, size_t len, int guard);
 /* Installs the process-wide SIGSEGV reporter (again if another handler took
  * SIGSEGV since; that one is chained to) and this thread's alternate signal

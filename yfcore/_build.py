@@ -23,13 +23,26 @@ CFLAGS = [*src.COMMON_CFLAGS, *(src.DEBUG_CFLAGS if DEBUG else src.RELEASE_CFLAG
 HEADERS = (CSRC / "yf.h", CSRC / "lab" / "lab.h")
 
 
+_DEFINE = re.compile(r"\s*#\s*define\s+(YF_\w+)\s+\S")
+
+
+def _cdef_line(line: str) -> str:
+    # `#define YF_X value` becomes `#define YF_X ...`: cffi takes the value
+    # from the compiler, so it cannot disagree with the header. Any other
+    # preprocessor line is dropped.
+    m = _DEFINE.match(line)
+    if m:
+        return f"#define {m.group(1)} ..."
+    return "" if line.lstrip().startswith("#") else line
+
+
 def cdef_source(header: Path = CSRC / "yf.h") -> str:
-    """The declarations between the CDEF markers of a header, preprocessor lines dropped."""
+    """The declarations between the CDEF markers of a header, for cffi's cdef."""
     text = header.read_text()
     m = re.search(r"/\* CDEF BEGIN \*/(.*)/\* CDEF END \*/", text, re.S)
     if not m:
         raise SystemExit(f"yfcore: no CDEF markers in {header}")
-    return "\n".join(line for line in m.group(1).splitlines() if not line.lstrip().startswith("#"))
+    return "\n".join(_cdef_line(line) for line in m.group(1).splitlines())
 
 
 def module_sources() -> list[str]:

@@ -20,13 +20,14 @@ __all__ = ["Loop", "Task", "LOOP_DEMOS", "EVENTS", "TIMEOUT_MAX_MS"]
 EVENTS = {"r": lib.YF_READ, "w": lib.YF_WRITE, "rw": lib.YF_READ | lib.YF_WRITE}
 _EVENT_NAMES = {v: k for k, v in EVENTS.items()}
 
-# yf_wait_fd and yf_sleep_ms refuse longer timeouts (EINVAL); the wait
-# body's packed argument has 34 bits for the timeout.
-TIMEOUT_MAX_MS = 10**12
-_WAIT_TIMEOUT_MAX_MS = 2**34 - 2
-_FD_MAX = 2**24 - 1
-_MSG_MAX = 16384
-_COUNT_MAX = 2**24 - 1
+# yf_wait_fd and yf_sleep_ms refuse longer timeouts (EINVAL). The loop
+# bodies take one packed argument (lab.h YF_DEMO_*), kept below 2**62 like
+# every body argument: the wait body has 34 bits for timeout + 1.
+TIMEOUT_MAX_MS = lib.YF_TIMEOUT_MAX_MS
+_WAIT_TIMEOUT_MAX_MS = 2**(62 - lib.YF_DEMO_WAIT_TIMEOUT_SHIFT) - 2
+_FD_MAX = 2**lib.YF_DEMO_FD_BITS - 1
+_MSG_MAX = lib.YF_DEMO_MSG_MAX
+_COUNT_MAX = 2**(lib.YF_DEMO_CLIENT_SIZE_SHIFT - lib.YF_DEMO_CLIENT_N_SHIFT) - 1
 
 LOOP_DEMOS = {
     "sleep": "sleep(ms): yf_sleep_ms; result: ns measured asleep",
@@ -262,15 +263,18 @@ class Loop(Owned):
             fd = _fd(args[0], socket=True)
             n = _int("n", args[1], 0, _COUNT_MAX)
             size = _int("size", args[2], 1, _MSG_MAX)
-            fn, arg, decode, keep = lib.yf_demo_client, fd | n << 24 | size << 48, int, args[0]
+            arg = fd | n << lib.YF_DEMO_CLIENT_N_SHIFT | size << lib.YF_DEMO_CLIENT_SIZE_SHIFT
+            fn, decode, keep = lib.yf_demo_client, int, args[0]
         else:
             fd = _fd(args[0])
             events = _events(args[1])
             timeout = _timeout("timeout_ms", args[2], _WAIT_TIMEOUT_MAX_MS)
-            fn, arg, keep = lib.yf_demo_wait, fd | events << 24 | (timeout + 1) << 28, args[0]
+            arg = fd | events << lib.YF_DEMO_WAIT_EVENTS_SHIFT | (timeout + 1) << lib.YF_DEMO_WAIT_TIMEOUT_SHIFT
+            fn, keep = lib.yf_demo_wait, args[0]
 
             def decode(status):
-                return status & 0xF, status >> 4
+                bits = lib.YF_DEMO_WAIT_EVENTS_BITS
+                return status & ((1 << bits) - 1), status >> bits
         co = lib.yf_co_create(self.sched._h, fn, ffi.cast("void *", arg))
         if co == ffi.NULL:
             if ffi.errno == _errno.ENOMEM:

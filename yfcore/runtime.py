@@ -33,6 +33,18 @@ DEMOS = {
     "fp_round": (lib.yf_demo_fp_round, "sets rounding mode n (0-3), yields, returns its MXCSR"),
 }
 
+
+
+def _frame_slots() -> tuple:
+    table, out = lib.yf_frame_slots(), []
+    while table[len(out)].name != ffi.NULL:
+        slot = table[len(out)]
+        out.append((ffi.string(slot.name).decode(), slot.offset, slot.size))
+    return tuple(out)
+
+
+# (name, byte offset, size) of each slot of a saved frame, as the C runtime lays it.
+FRAME_SLOTS = _frame_slots()
 TRACE_DTYPE = np.dtype([("t_ns", "<u8"), ("from_id", "<u8"), ("to_id", "<u8"), ("reason", "<u8")])
 
 # Bytes kept free below a use_stack body's array for its own frames and the
@@ -136,9 +148,10 @@ class Scheduler(Owned):
         return lib.yf_sched_stack_size(self._h)
 
     @property
+    @guarded
     def usable_stack(self) -> int:
         """Bytes a coroutine can use at least: the slot less guard page, header and cache colour."""
-        return self.stack_size - os.sysconf("SC_PAGE_SIZE") - 64 - min(64, self.stack_size // 1024) * 64
+        return lib.yf_sched_usable_stack(self._h)
 
     @property
     @guarded
@@ -315,9 +328,9 @@ class Coroutine:
         out = ffi.new("uint64_t[8]")
         if lib.yf_co_saved_frame(co, sp, out) != 0:
             raise RuntimeError(f"coroutine {self.id} has no saved frame ({STATES[lib.yf_co_state(co)]})")
-        words = list(out)
-        frame = {"sp": sp[0], "mxcsr": words[0] & 0xFFFFFFFF, "x87cw": (words[0] >> 32) & 0xFFFF}
-        frame.update(zip(("r12", "r13", "r14", "r15", "rbx", "rbp", "rip"), words[1:]))
+        raw = bytes(ffi.buffer(out))
+        frame = {"sp": sp[0]}
+        frame.update((name, int.from_bytes(raw[off:off + size], "little")) for name, off, size in FRAME_SLOTS)
         return frame
 
     @property

@@ -41,10 +41,10 @@ from ._yfcore import ffi, lib
 __all__ = ["SockBuf", "SEEK_SET", "SEEK_CUR", "SEEK_END", "CHUNK_MIN", "CHUNK_MAX"]
 
 SEEK_SET, SEEK_CUR, SEEK_END = lib.YF_SEEK_SET, lib.YF_SEEK_CUR, lib.YF_SEEK_END
-CHUNK_MIN, CHUNK_MAX = 64, 1 << 20
-# Bytes the C side refuses in one request (REQ_MAX in sbuf.c); Python checks
-# it first so that an absurd size names itself.
-_REQ_MAX = 1 << 56
+CHUNK_MIN, CHUNK_MAX = lib.YF_SBUF_CHUNK_MIN, lib.YF_SBUF_CHUNK_MAX
+# Bytes the C side refuses in one request; Python checks it first so that an
+# absurd size names itself.
+_REQ_MAX = lib.YF_SBUF_REQ_MAX
 _FD_MAX = 2**31 - 1
 
 

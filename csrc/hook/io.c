@@ -389,33 +389,32 @@ static int do_fcntl(int id, int fd, int cmd, void *arg)
     return (int)r;
 }
 
+/* fcntl and ioctl take one optional argument, an int or a pointer; reading it
+ * as a pointer is what glibc's own wrappers do on x86-64. */
+#define ONE_VARARG(last, arg)                                                        \
+    va_list ap_;                                                                     \
+    va_start(ap_, last);                                                             \
+    void *arg = va_arg(ap_, void *);                                                 \
+    va_end(ap_)
+
 int fcntl(int fd, int cmd, ...)
 {
     COUNT(fcntl);
-    va_list ap;
-    va_start(ap, cmd);
-    void *arg = va_arg(ap, void *);
-    va_end(ap);
+    ONE_VARARG(cmd, arg);
     return do_fcntl(H_fcntl, fd, cmd, arg);
 }
 
 int fcntl64(int fd, int cmd, ...)
 {
     COUNT(fcntl64);
-    va_list ap;
-    va_start(ap, cmd);
-    void *arg = va_arg(ap, void *);
-    va_end(ap);
+    ONE_VARARG(cmd, arg);
     return do_fcntl(H_fcntl64, fd, cmd, arg);
 }
 
 int ioctl(int fd, unsigned long req, ...)
 {
     COUNT(ioctl);
-    va_list ap;
-    va_start(ap, req);
-    void *arg = va_arg(ap, void *);
-    va_end(ap);
+    ONE_VARARG(req, arg);
     struct yfh_fd *e = yfh_ent(fd, 0);
     if (req == FIONBIO && e && e->kind == K_COOP && arg) {
         int one = 1;

@@ -133,9 +133,8 @@ double yf_bench_switch_yf(int64_t n, unsigned flags, size_t stack_size, size_t t
 static intptr_t three_yields(void *arg)
 {
     (void)arg;
-    yf_co_yield();
-    yf_co_yield();
-    yf_co_yield();
+    for (int i = 0; i < 3; i++)
+        yf_co_yield();
     return 0;
 }
 
@@ -175,18 +174,29 @@ static void uc_pingpong(void)
         swapcontext(&uc_co, &uc_main);
 }
 
-double yf_bench_switch_ucontext(int64_t n, size_t stack_size)
+/* Makes uc_co run fn on a fresh malloc'ed stack of stack_size bytes,
+ * continuing at link when fn returns. Returns the stack (the caller frees
+ * it), NULL with ENOMEM. */
+static char *uc_prepare(void (*fn)(void), size_t stack_size, ucontext_t *link)
 {
     char *stk = malloc(stack_size);
     if (!stk) {
         errno = ENOMEM;
-        return -1;
+        return NULL;
     }
     getcontext(&uc_co);
     uc_co.uc_stack.ss_sp = stk;
     uc_co.uc_stack.ss_size = stack_size;
-    uc_co.uc_link = NULL;
-    makecontext(&uc_co, uc_pingpong, 0);
+    uc_co.uc_link = link;
+    makecontext(&uc_co, fn, 0);
+    return stk;
+}
+
+double yf_bench_switch_ucontext(int64_t n, size_t stack_size)
+{
+    char *stk = uc_prepare(uc_pingpong, stack_size, NULL);
+    if (!stk)
+        return -1;
     swapcontext(&uc_main, &uc_co);
     uint64_t t0 = yfi_now_ns();
     for (int64_t i = 0; i < n; i++)
@@ -207,16 +217,9 @@ static void uc_three(void)
  * the caller's loop counter out of the registers it may clobber. */
 static __attribute__((noinline)) int uc_life(size_t stack_size)
 {
-    char *stk = malloc(stack_size);
-    if (!stk) {
-        errno = ENOMEM;
+    char *stk = uc_prepare(uc_three, stack_size, &uc_main);
+    if (!stk)
         return -1;
-    }
-    getcontext(&uc_co);
-    uc_co.uc_stack.ss_sp = stk;
-    uc_co.uc_stack.ss_size = stack_size;
-    uc_co.uc_link = &uc_main;
-    makecontext(&uc_co, uc_three, 0);
     for (int k = 0; k < 4; k++)
         swapcontext(&uc_main, &uc_co);
     free(stk);

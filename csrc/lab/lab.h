@@ -14,28 +14,10 @@
 /* CDEF BEGIN */
 
 /* ======================================================================
- * Demo coroutine bodies (demo.c), for Python, which cannot run inside a
- * coroutine.
- * ====================================================================== */
-
-/* arg = (intptr_t)n: yields n times, returns n. */
-intptr_t yf_demo_yield_n(void *arg);
-/* arg = (intptr_t)bytes: touches that many bytes of stack, yields once,
- * returns a checksum of them. */
-intptr_t yf_demo_use_stack(void *arg);
-/* arg = (intptr_t)bytes: allocates a stack array of that many bytes in one
- * frame (overflows the stack when larger than it). */
-intptr_t yf_demo_overflow(void *arg);
-/* Blocks once; returns the value it was woken with. */
-intptr_t yf_demo_block_once(void *arg);
-/* arg = (intptr_t)mode: sets rounding mode `mode` (0..3) through
- * yf_co_fpenv_set, yields, and returns the MXCSR it finds after resuming. */
-intptr_t yf_demo_fp_round(void *arg);
-
-/* ======================================================================
- * Loop demo bodies (loopdemo.c); each returns a non-negative result or
- * -errno. Arguments that carry several fields are packed into the one
- * pointer-sized argument at the shifts below.
+ * Demo coroutine bodies (demo.c, loopdemo.c) for Python, which cannot run
+ * inside a coroutine. Each takes one pointer-sized integer argument; the
+ * loop bodies return a non-negative result or -errno, and those with
+ * several fields take them packed at the shifts below.
  * ====================================================================== */
 
 enum {
@@ -48,19 +30,32 @@ enum {
     YF_DEMO_WAIT_EVENTS_BITS = 4    /* wait's result: ns << 4 | events */
 };
 
-/* arg = ms: yf_sleep_ms(ms); returns the ns it measured asleep. */
+/* n: yields n times, returns n. */
+intptr_t yf_demo_yield_n(void *arg);
+/* bytes: touches that many bytes of stack, yields once, returns a checksum
+ * of them. */
+intptr_t yf_demo_use_stack(void *arg);
+/* bytes: allocates a stack array of that many bytes in one frame
+ * (overflows the stack when larger than it). */
+intptr_t yf_demo_overflow(void *arg);
+/* Blocks once; returns the value it was woken with. */
+intptr_t yf_demo_block_once(void *arg);
+/* mode: sets rounding mode `mode` (0..3) through yf_co_fpenv_set, yields,
+ * and returns the MXCSR it finds after resuming. */
+intptr_t yf_demo_fp_round(void *arg);
+/* ms: yf_sleep_ms(ms); returns the ns it measured asleep. */
 intptr_t yf_demo_sleep(void *arg);
-/* arg = socket fd: echoes until EOF, then shuts its writing side down;
- * returns the bytes echoed. */
+/* socket fd: echoes until EOF, then shuts its writing side down; returns
+ * the bytes echoed. */
 intptr_t yf_demo_echo(void *arg);
-/* arg = fd | n << 24 | size << 48 (size 1..YF_DEMO_MSG_MAX): sends n
- * messages of size bytes, checks each echo (EBADMSG on a mismatch), shuts
- * down its writing side and checks that EOF follows; returns n. */
+/* fd | n << 24 | size << 48 (size 1..YF_DEMO_MSG_MAX): sends n messages of
+ * size bytes, checks each echo (EBADMSG on a mismatch), shuts down its
+ * writing side and checks that EOF follows; returns n. */
 intptr_t yf_demo_client(void *arg);
-/* arg = fd | events << 24 | (timeout_ms + 1) << 28: yf_wait_fd; returns
+/* fd | events << 24 | (timeout_ms + 1) << 28: yf_wait_fd; returns
  * (ns waited << 4) | the events returned. */
 intptr_t yf_demo_wait(void *arg);
-/* arg = ms: sleeps ms, then stops its loop; returns 0. */
+/* ms: sleeps ms, then stops its loop; returns 0. */
 intptr_t yf_demo_loop_stop(void *arg);
 
 /* ======================================================================

@@ -415,10 +415,6 @@ BENCHMARKS = {
 }
 
 
-FRAME_SLOTS = [("mxcsr", 0), ("x87cw", 4), ("r12", 8), ("r13", 16), ("r14", 24), ("r15", 32),
-               ("rbx", 40), ("rbp", 48), ("rip", 56)]
-
-
 def _addr_name(addr: int) -> str:
     from ..labkernels import ffi, lib
 
@@ -430,8 +426,10 @@ def frame_table(frame: dict) -> str:
     """The saved frame of a suspended coroutine as the table in ctx_x86_64.S,
     with this process's values (Coroutine.saved_frame()); addresses that lie
     in an exported function are named (dladdr)."""
+    from ..runtime import FRAME_SLOTS
+
     lines = [f"saved stack pointer 0x{frame['sp']:x}", "offset  slot    value"]
-    for name, off in FRAME_SLOTS:
+    for name, off, _ in FRAME_SLOTS:
         v = frame[name]
         text = f"0x{v:04x}" if name in ("mxcsr", "x87cw") else f"0x{v:016x}"
         lines.append(f"{off:>6}  {name:<6}  {text}  {'' if name in ('mxcsr', 'x87cw') else _addr_name(v)}".rstrip())
