@@ -318,15 +318,11 @@ yf_sched *yf_sched_new(size_t stack_size, unsigned flags)
     if (stack_size < YF_STACK_MIN || stack_size > YF_STACK_MAX || (stack_size & (stack_size - 1)) ||
         (flags & ~(unsigned)(YF_SCHED_FPFAST | YF_SCHED_GUARD_MPROTECT | YF_SCHED_NOGUARD |
                             YF_SCHED_KEEP_ERRNO | YF_SCHED_MALLOC_STACKS)) ||
-        ((flags & YF_SCHED_GUARD_MPROTECT) && (flags & YF_SCHED_NOGUARD))) {
-        errno = EINVAL;
-        return NULL;
-    }
+        ((flags & YF_SCHED_GUARD_MPROTECT) && (flags & YF_SCHED_NOGUARD)))
+        return yfi_fail_null(EINVAL);
     yf_sched *s = calloc(1, sizeof *s);
-    if (!s) {
-        errno = ENOMEM;
-        return NULL;
-    }
+    if (!s)
+        return yfi_fail_null(ENOMEM);
     int guard = YFI_GUARD_MPROTECT;
     if (flags & (YF_SCHED_NOGUARD | YF_SCHED_MALLOC_STACKS))
         guard = YFI_GUARD_NONE;

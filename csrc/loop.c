@@ -84,15 +84,11 @@ static yf_loop *all_loops;
 
 yf_loop *yf_loop_new(yf_sched *s)
 {
-    if (!s) {
-        errno = EINVAL;
-        return NULL;
-    }
+    if (!s)
+        return yfi_fail_null(EINVAL);
     yf_loop *lp = calloc(1, sizeof *lp);
-    if (!lp) {
-        errno = ENOMEM;
-        return NULL;
-    }
+    if (!lp)
+        return yfi_fail_null(ENOMEM);
     lp->s = s;
     lp->now = yfi_now_ns();
     lp->last_sweep = lp->now;

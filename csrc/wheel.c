@@ -289,14 +289,10 @@ void yf_wheel_free(yf_wheel *wh)
 
 int yf_wheel_add(yf_wheel *wh, yf_timer *t, uint64_t deadline)
 {
-    if (!wh || !t) {
-        errno = EINVAL;
-        return -1;
-    }
-    if (t->owner) {
-        errno = EBUSY;
-        return -1;
-    }
+    if (!wh || !t)
+        return yfi_fail(EINVAL);
+    if (t->owner)
+        return yfi_fail(EBUSY);
     t->owner = wh;
     t->deadline = deadline;
     wh->count++;
@@ -544,14 +540,10 @@ int64_t yf_wheel_advance(yf_wheel *wh, uint64_t now)
 
 int64_t yf_wheel_advance_collect(yf_wheel *wh, uint64_t now, uint64_t *payloads, uint64_t *deadlines, size_t max)
 {
-    if (!wh || (max && (!payloads || !deadlines))) {
-        errno = EINVAL;
-        return -1;
-    }
-    if (wh->firing) {
-        errno = EBUSY;
-        return -1;
-    }
+    if (!wh || (max && (!payloads || !deadlines)))
+        return yfi_fail(EINVAL);
+    if (wh->firing)
+        return yfi_fail(EBUSY);
     wh->out_payloads = payloads;
     wh->out_deadlines = deadlines;
     wh->out_max = max;
@@ -757,10 +749,8 @@ unsigned yf_wheel_occupancy(const yf_wheel *wh, uint32_t *out, size_t maxbits)
 int64_t yf_wheel_add_many(yf_wheel *wh, yf_timer *timers, const uint32_t *idx,
                           const uint64_t *deadlines, const uint64_t *payloads, size_t n, size_t *failed)
 {
-    if (!wh || (n && (!timers || !idx || !deadlines))) {
-        errno = EINVAL;
-        return -1;
-    }
+    if (!wh || (n && (!timers || !idx || !deadlines)))
+        return yfi_fail(EINVAL);
     int64_t ok = 0;
     size_t bad = 0;
     for (size_t i = 0; i < n; i++) {
@@ -781,10 +771,8 @@ int64_t yf_wheel_add_many(yf_wheel *wh, yf_timer *timers, const uint32_t *idx,
 
 int64_t yf_wheel_cancel_many(yf_wheel *wh, yf_timer *timers, const uint32_t *idx, size_t n, size_t *failed)
 {
-    if (!wh || (n && (!timers || !idx))) {
-        errno = EINVAL;
-        return -1;
-    }
+    if (!wh || (n && (!timers || !idx)))
+        return yfi_fail(EINVAL);
     int64_t ok = 0;
     size_t bad = 0;
     for (size_t i = 0; i < n; i++) {

@@ -2,6 +2,7 @@
 #ifndef YFI_H
 #define YFI_H
 
+#include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <time.h>
@@ -15,6 +16,19 @@
 /* Checks that survive NDEBUG: report file, line and expression, then abort. */
 #define YF_ASSERT(e) ((e) ? (void)0 : yfi_assert_fail(#e, __FILE__, __LINE__))
 YFI_FUNC __attribute__((noreturn)) void yfi_assert_fail(const char *e, const char *file, int line);
+
+/* The runtime's two ways of failing: errno = err, then -1 or NULL. */
+static inline int yfi_fail(int err)
+{
+    errno = err;
+    return -1;
+}
+
+static inline void *yfi_fail_null(int err)
+{
+    errno = err;
+    return NULL;
+}
 
 /* CLOCK_MONOTONIC in ns: the one clock of the runtime, the lab and the hooks
  * (the loop's cached time, trace records, timeouts, benchmark intervals). */

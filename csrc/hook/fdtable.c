@@ -47,6 +47,20 @@ void yfh_forget(int fd)
         memset(e, 0, sizeof *e);
 }
 
+void yfh_issued(int fd, int coop, int user_nb, int32_t rcv_ms, int32_t snd_ms)
+{
+    yfh_forget(fd);
+    if (!coop)
+        return;
+    struct yfh_fd *e = yfh_ent(fd, 1);
+    if (e) {
+        e->kind = K_COOP;
+        e->user_nb = (uint8_t)(user_nb != 0);
+        e->rcv_ms = rcv_ms;
+        e->snd_ms = snd_ms;
+    }
+}
+
 /* Sockets and pipes can wait cooperatively (their kernel flag is set
  * non-blocking here and the caller's wish remembered); regular files,
  * directories and devices pass straight to libc. */

@@ -103,6 +103,10 @@ enum { K_UNKNOWN = 0, K_PASS = 1, K_COOP = 2 };
 YFH_FUNC struct yfh_fd *yfh_ent(int fd, int create);
 /* Zeroes fd's entry: the number is new, or released. */
 YFH_FUNC void yfh_forget(int fd);
+/* A number socket or accept just issued: its old entry is forgotten and,
+ * when coop, it is marked cooperative with the caller's O_NONBLOCK wish and
+ * the given timeouts. */
+YFH_FUNC void yfh_issued(int fd, int coop, int user_nb, int32_t rcv_ms, int32_t snd_ms);
 /* Decides, once per fd number, whether calls on it can wait cooperatively;
  * the entry of a cooperative fd, else NULL. */
 YFH_FUNC struct yfh_fd *yfh_track(int fd);

@@ -229,14 +229,7 @@ int socket(int domain, int type, int protocol)
     int fd = (int)CALL_OR_SYS(socket, (domain, t, protocol), SYS_socket, domain, t, protocol);
     if (fd < 0)
         return yfh_fail(H_socket, errno);
-    yfh_forget(fd);
-    if (coop) {
-        struct yfh_fd *e = yfh_ent(fd, 1);
-        if (e) {
-            e->kind = K_COOP;
-            e->user_nb = (type & SOCK_NONBLOCK) != 0;
-        }
-    }
+    yfh_issued(fd, coop, type & SOCK_NONBLOCK, 0, 0);
     return fd;
 }
 
@@ -305,16 +298,7 @@ static int do_accept(int id, int fd, struct sockaddr *addr, socklen_t *alen, int
     for (;;) {
         int nfd = (int)CALL_OR_SYS(accept4, (fd, addr, alen, f), SYS_accept4, fd, addr, alen, f);
         if (nfd >= 0) {
-            yfh_forget(nfd);
-            if (coop) {
-                struct yfh_fd *n = yfh_ent(nfd, 1);
-                if (n) {
-                    n->kind = K_COOP;
-                    n->user_nb = (flags & SOCK_NONBLOCK) != 0;
-                    n->rcv_ms = rcv;
-                    n->snd_ms = snd;
-                }
-            }
+            yfh_issued(nfd, coop, flags & SOCK_NONBLOCK, rcv, snd);
             errno = saved;
             return nfd;
         }

@@ -92,6 +92,15 @@ double yf_bench_ctx(int64_t n, int variant, int depth)
 
 /* ---- yfcore through the scheduler -------------------------------------------------- */
 
+/* A kernel's failure after it made s: frees s, keeps errno, returns -1. */
+static double free_failing(yf_sched *s)
+{
+    int e = errno;
+    yf_sched_free(s);
+    errno = e;
+    return -1;
+}
+
 static intptr_t yield_until(void *arg)
 {
     volatile int *stop = arg;
@@ -105,19 +114,12 @@ double yf_bench_switch_yf(int64_t n, unsigned flags, size_t stack_size, size_t t
     yf_sched *s = yf_sched_new(stack_size, flags);
     if (!s)
         return -1;
-    if (trace_cap && yf_sched_trace(s, trace_cap) != 0) {
-        yf_sched_free(s);
-        errno = ENOMEM;
-        return -1;
-    }
+    if (trace_cap && yf_sched_trace(s, trace_cap) != 0)
+        return free_failing(s);
     volatile int stop = 0;
     yf_co *co = yf_co_create(s, yield_until, (void *)&stop);
-    if (!co) {
-        int e = errno;
-        yf_sched_free(s);
-        errno = e;
-        return -1;
-    }
+    if (!co)
+        return free_failing(s);
     yf_co_resume(co);
     uint64_t t0 = yfi_now_ns();
     for (int64_t i = 0; i < n; i++)
@@ -150,12 +152,8 @@ double yf_bench_create_yf(int64_t n, unsigned flags, size_t stack_size)
         if (i == 0)
             t0 = yfi_now_ns();
         yf_co *co = yf_co_create(s, three_yields, NULL);
-        if (!co) {
-            int e = errno;
-            yf_sched_free(s);
-            errno = e;
-            return -1;
-        }
+        if (!co)
+            return free_failing(s);
         yf_sched_run(s);
         yf_co_reap(co, NULL);
     }

@@ -153,6 +153,17 @@ static void test_max_size(void)
     yf_sbuf_free(sb);
 }
 
+/* 200 writes of 500 bytes, each read back and consumed. */
+static void steady(yf_sbuf *sb, const char *block, char *out)
+{
+    for (int i = 0; i < 200; i++) {
+        CHECK(yf_sbuf_write(sb, block, 500) == 500);
+        CHECK(yf_sbuf_read(sb, out, 500) == 500);
+        yf_sbuf_consume(sb);
+        valid(sb);
+    }
+}
+
 /* Steady small traffic, a burst, steady again: capacity grows for the burst
  * and falls back to the steady level within two policy windows. */
 static void test_policy(void)
@@ -160,12 +171,7 @@ static void test_policy(void)
     yf_sbuf *sb = yf_sbuf_new(1024, 0);
     static char block[1 << 20];
     char out[512];
-    for (int i = 0; i < 200; i++) {
-        CHECK(yf_sbuf_write(sb, block, 500) == 500);
-        CHECK(yf_sbuf_read(sb, out, 500) == 500);
-        yf_sbuf_consume(sb);
-        valid(sb);
-    }
+    steady(sb, block, out);
     yf_sbuf_stats before = stats(sb);
     CHECK(before.chunks <= 2);
     CHECK(yf_sbuf_write(sb, block, sizeof block) == (int64_t)sizeof block);
@@ -174,12 +180,7 @@ static void test_policy(void)
         CHECK(yf_sbuf_read(sb, out, 512) > 0);
         yf_sbuf_consume(sb);
     }
-    for (int i = 0; i < 200; i++) {
-        CHECK(yf_sbuf_write(sb, block, 500) == 500);
-        CHECK(yf_sbuf_read(sb, out, 500) == 500);
-        yf_sbuf_consume(sb);
-        valid(sb);
-    }
+    steady(sb, block, out);
     yf_sbuf_stats after = stats(sb);
     CHECK(after.chunks <= before.chunks && after.high_water >= sizeof block);
     /* Steady traffic reuses its spares: no chunk churn between the windows. */

@@ -284,12 +284,28 @@ static void test_reap_and_ids(void)
     CHECK(yf_sched_free(s) == 0);
 }
 
+/* A new coroutine of s running fn(arg), its id in *id. */
+static yf_co *create_id(yf_sched *s, yf_co_fn fn, intptr_t arg, uint64_t *id)
+{
+    yf_co *co = yf_co_create(s, fn, (void *)arg);
+    CHECK(co != NULL);
+    *id = yf_co_id(co);
+    return co;
+}
+
+/* The coroutine `id` was reaped and nothing else is live. */
+static void check_gone(yf_sched *s, uint64_t id)
+{
+    CHECK(yf_co_find(s, id) == NULL);
+    check_counts(s, 0, 0, 0, 0);
+}
+
 static void test_detach(void)
 {
     yf_sched *s = new_sched(0);
     /* Detached before it runs: gone when it returns, hooks still see the status. */
-    yf_co *co = yf_co_create(s, yield_once, (void *)8);
-    uint64_t id = yf_co_id(co);
+    uint64_t id;
+    yf_co *co = create_id(s, yield_once, 8, &id);
     yf_exit_hook h = {.fn = log_hook, .arg = (void *)1};
     CHECK(yf_co_on_exit(co, &h) == 0);
     CHECK(yf_co_detach(co) == 0);
@@ -300,29 +316,23 @@ static void test_detach(void)
     CHECK(yf_co_find(s, id) == NULL && errno == ESRCH);
     check_counts(s, 0, 0, 0, 0);
     /* Detached while suspended. */
-    co = yf_co_create(s, yield_once, (void *)8);
-    id = yf_co_id(co);
+    co = create_id(s, yield_once, 8, &id);
     CHECK(yf_co_resume(co) == 0);
     CHECK(yf_co_detach(co) == 0);
     check_counts(s, 1, 1, 0, 0);
     CHECK(yf_sched_run(s) == 1);
-    CHECK(yf_co_find(s, id) == NULL);
-    check_counts(s, 0, 0, 0, 0);
+    check_gone(s, id);
     /* Detaching a finished one reaps it. */
-    co = yf_co_create(s, return_arg, (void *)1);
-    id = yf_co_id(co);
+    co = create_id(s, return_arg, 1, &id);
     CHECK(yf_sched_run(s) == 1);
     check_counts(s, 1, 0, 0, 1);
     CHECK(yf_co_detach(co) == 0);
-    CHECK(yf_co_find(s, id) == NULL);
-    check_counts(s, 0, 0, 0, 0);
+    check_gone(s, id);
     /* Detached, then cancelled. */
-    co = yf_co_create(s, return_arg, (void *)1);
-    id = yf_co_id(co);
+    co = create_id(s, return_arg, 1, &id);
     CHECK(yf_co_detach(co) == 0);
     CHECK(yf_co_cancel(co, 3) == 0);
-    CHECK(yf_co_find(s, id) == NULL);
-    check_counts(s, 0, 0, 0, 0);
+    check_gone(s, id);
     CHECK(yf_sched_run(s) == 0);
     CHECK(yf_sched_free(s) == 0);
 }
