@@ -230,6 +230,28 @@ struct pair {
     int e[8];
 };
 
+static void close_pair(int fds[2])
+{
+    close(fds[0]);
+    close(fds[1]);
+}
+
+/* Runs a and b (each gets p) and the ticker to the end. */
+static void run_two(yf_co_fn a, yf_co_fn b, struct pair *p)
+{
+    yf_co_fn fns[] = {a, b};
+    run_all(2, fns, p);
+}
+
+/* A writer coroutine: naps 10 ms (the reader waits meanwhile), then writes
+ * one byte. */
+static intptr_t nap_then_write(int fd, const char *byte)
+{
+    usleep(10000);
+    write(fd, byte, 1);
+    return DONE();
+}
+
 static intptr_t rcvtimeo_body(void *arg)
 {
     struct pair *p = arg;
@@ -258,8 +280,7 @@ static void check_rcvtimeo(void)
            p.e[1] == EAGAIN && p.t[1] >= 30 && ticks >= 5,
            "recv %d errno %d after %lld ms, read %d errno %d after %lld ms, ticker %d",
            p.r[0], p.e[0], (long long)p.t[0], p.r[1], p.e[1], (long long)p.t[1], ticks);
-    close(p.sv[0]);
-    close(p.sv[1]);
+    close_pair(p.sv);
 }
 
 static intptr_t nonblock_body(void *arg)
@@ -297,24 +318,19 @@ static intptr_t nonblock_body(void *arg)
 
 static intptr_t late_writer(void *arg)
 {
-    struct pair *p = arg;
-    usleep(10000);
-    write(p->sv[1], "x", 1);
-    return DONE();
+    return nap_then_write(((struct pair *)arg)->sv[1], "x");
 }
 
 static void check_nonblock(void)
 {
     struct pair p = {0};
     socketpair(AF_UNIX, SOCK_STREAM, 0, p.sv);
-    yf_co_fn fns[] = {nonblock_body, late_writer};
-    run_all(2, fns, &p);
+    run_two(nonblock_body, late_writer, &p);
     report("nonblock-wish", p.r[0] && p.r[1] && p.r[2] && p.r[3] && p.r[4] && p.r[5] && p.r[6],
            "getfl hides kernel flag %d, kernel flag set %d, O_NONBLOCK gives EAGAIN %d, "
            "cleared waits %d, FIONBIO %d, SOCK_NONBLOCK %d, new socket kernel-nonblocking %d",
            p.r[0], p.r[1], p.r[2], p.r[3], p.r[4], p.r[5], p.r[6]);
-    close(p.sv[0]);
-    close(p.sv[1]);
+    close_pair(p.sv);
 }
 
 static intptr_t epipe_body(void *arg)
@@ -476,17 +492,13 @@ static intptr_t reuse_body(void *arg)
 
 static intptr_t pipe_writer(void *arg)
 {
-    struct pair *p = arg;
-    usleep(10000);
-    write(p->sv[1], "y", 1);
-    return DONE();
+    return nap_then_write(((struct pair *)arg)->sv[1], "y");
 }
 
 static void check_reuse(void)
 {
     struct pair p = {0};
-    yf_co_fn fns[] = {reuse_body, pipe_writer};
-    run_all(2, fns, &p);
+    run_two(reuse_body, pipe_writer, &p);
     report("fd-reuse", p.r[0] && p.r[1] && p.r[2],
            "file on a closed socket's number reads %d, pipe takes it %d, pipe read waits %d",
            p.r[0], p.r[1], p.r[2]);
@@ -525,8 +537,7 @@ static void check_shared(void)
             mask |= 1 << (shared_got[i] - 'a');
     report("shared-socket", mask == 15, "four coroutines on one socket received %c%c%c%c",
            shared_got[0], shared_got[1], shared_got[2], shared_got[3]);
-    close(p.sv[0]);
-    close(p.sv[1]);
+    close_pair(p.sv);
 }
 
 static intptr_t file_body(void *arg)
@@ -594,8 +605,7 @@ static intptr_t udp_writer(void *arg)
 static void check_udp(void)
 {
     struct pair p = {0};
-    yf_co_fn fns[] = {udp_body, udp_writer};
-    run_all(2, fns, &p);
+    run_two(udp_body, udp_writer, &p);
     report("udp", p.r[0] && p.r[1] && ticks > 0, "recvfrom %d recvmsg %d ticker %d", p.r[0], p.r[1], ticks);
 }
 
@@ -628,26 +638,20 @@ static intptr_t poll_body(void *arg)
     tv = (struct timeval){0, 20000};
     t0 = ms_now();
     p->r[3] = select(a[0] + 1, &rd, NULL, NULL, &tv) == 0 && ms_now() - t0 >= 20 && tv.tv_usec == 0;
-    close(a[0]);
-    close(a[1]);
-    close(b[0]);
-    close(b[1]);
+    close_pair(a);
+    close_pair(b);
     return DONE();
 }
 
 static intptr_t poll_writer(void *arg)
 {
-    struct pair *p = arg;
-    usleep(10000);
-    write(p->sv[0], "z", 1);
-    return DONE();
+    return nap_then_write(((struct pair *)arg)->sv[0], "z");
 }
 
 static void check_poll(void)
 {
     struct pair p = {0};
-    yf_co_fn fns[] = {poll_body, poll_writer};
-    run_all(2, fns, &p);
+    run_two(poll_body, poll_writer, &p);
     report("poll-select", p.r[0] && p.r[1] && p.r[2] && p.r[3] && ticks >= 5,
            "poll two fds %d, poll timeout keeps errno %d, select ready %d, select timeout %d, ticker %d",
            p.r[0], p.r[1], p.r[2], p.r[3], ticks);
@@ -755,13 +759,11 @@ static void check_errno(void)
 {
     struct pair p = {0};
     socketpair(AF_UNIX, SOCK_STREAM, 0, p.sv);
-    yf_co_fn fns[] = {errno_waiter, errno_noise};
-    run_all(2, fns, &p);
+    run_two(errno_waiter, errno_noise, &p);
     report("errno-survives-wait", p.r[0] && p.r[1],
            "timed-out recv reads errno %d (EAGAIN %d), successful waiting recv keeps the caller's errno %d",
            p.e[0], EAGAIN, p.r[1]);
-    close(p.sv[0]);
-    close(p.sv[1]);
+    close_pair(p.sv);
 }
 
 /* ---- outside any coroutine: plain libc ------------------------------------------------------ */

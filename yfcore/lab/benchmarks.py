@@ -23,6 +23,7 @@ __all__ = [
 # The diary's coroutines had 64 KiB stacks; every competitor gets the same.
 STACK = 65536
 
+
 def _lib():
     from ..labkernels import lib
     return lib
