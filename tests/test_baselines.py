@@ -6,9 +6,8 @@ and the placement program puts frames and code where it says it does.
 """
 import pytest
 
-from yfcore._yfcore import ffi, lib
+from yfcore.labkernels import boost_context_path, ffi, lib
 from yfcore.lab import benchmarks
-from yfcore.runtime import boost_context_path
 
 BOOST = boost_context_path()
 STACK = benchmarks.STACK
