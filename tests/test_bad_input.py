@@ -465,6 +465,21 @@ def test_a_new_loop_can_attach_after_one_is_closed(world):
     lp2.close()
 
 
+def test_a_dropped_loop_with_waiters_stays_with_its_scheduler():
+    s = Scheduler()
+    lp = Loop(s)
+    t = lp.spawn("sleep", 50)
+    lp.stop()
+    lp.run()
+    del lp, t
+    gc.collect()
+    with pytest.raises(OSError):        # the sleeper still waits on the loop
+        s.close()
+    assert s.loop.run() == 1
+    s.close()
+    assert s.loop is None
+
+
 def test_signal_handler_closing_the_loop_during_run(world):
     def handler(signum, frame):
         world.lp.close()

@@ -165,6 +165,7 @@ class Loop(Owned):
                           + (" (coroutines still wait on the loop: run it to the end first)"
                              if e == _errno.EBUSY else ""))
         self._keep.clear()
+        self.sched._detach_loop(self)
 
     def close(self) -> None:
         """Free the loop. OSError(EBUSY) while coroutines wait on it. Idempotent."""

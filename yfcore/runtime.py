@@ -8,7 +8,6 @@ LookupError instead of touching freed memory.
 import errno as _errno
 import functools
 import os
-import weakref
 
 import numpy as np
 
@@ -81,16 +80,15 @@ class Scheduler(Owned):
         s = lib.yf_sched_new(stack_size, flags)
         if s == ffi.NULL:
             raise error("yf_sched_new")
-        self._loop = None       # weak reference to the Loop attached to it, if any
+        self._loop = None       # the Loop attached to it, if any (held: see _attach_loop)
         self._trace_cap = 0     # records the trace ring holds at most
         self._open(s)
 
     def _before_close(self) -> None:
         # The loop's wheel and fd table link records on coroutine stacks:
         # it goes first, while those stacks are still mapped.
-        lp = self._loop() if self._loop is not None else None
-        if lp is not None:
-            lp._close_with_scheduler()
+        if self._loop is not None:
+            self._loop._close_with_scheduler()
         self._loop = None
 
     def _destroy(self, s) -> None:
@@ -98,7 +96,19 @@ class Scheduler(Owned):
             raise error("yf_sched_free")
 
     def _attach_loop(self, lp) -> None:
-        self._loop = weakref.ref(lp)
+        # Held, not weakly: a loop collected while coroutines wait on it
+        # could not be freed, and would outlive this scheduler in C's
+        # one-loop-per-scheduler registry. Loop.close() lets go of it.
+        self._loop = lp
+
+    @property
+    def loop(self):
+        """The open Loop attached to this scheduler, or None."""
+        return self._loop
+
+    def _detach_loop(self, lp) -> None:
+        if self._loop is lp:
+            self._loop = None
 
     @guarded
     def spawn(self, body: str, arg: int = 0) -> "Coroutine":
