@@ -571,42 +571,23 @@ CRASHERS = {
                 pass
             del o
     """,
+    # attempt(fn) runs fn in another thread and returns the RuntimeErrors it raised.
     "two-threads-run-one-scheduler": """
-        import threading
         from yfcore import Scheduler
         s = Scheduler()
         for _ in range(200):
             s.spawn("yield_n", 50)
-        errs = []
-        def run():
-            try:
-                s.run()
-            except RuntimeError as e:
-                errs.append(e)
-        t = threading.Thread(target=run)
-        t.start()
-        s.run()
-        t.join()
+        errs = attempt(s.run, s.run)
         assert len(errs) == 1, errs
         assert s.counts()["done"] == 200
         s.close()
     """,
     "close-from-another-thread-while-running": """
-        import threading
         from yfcore import Scheduler
         s = Scheduler()
         for _ in range(2000):
             s.spawn("yield_n", 200)
-        errs = []
-        def closer():
-            try:
-                s.close()
-            except RuntimeError as e:
-                errs.append(e)
-        t = threading.Thread(target=closer)
-        t.start()
-        s.run()
-        t.join()
+        errs = attempt(s.close, s.run)
         assert len(errs) == 1 and not s.closed
         s.close()
     """,
@@ -624,8 +605,25 @@ CRASHERS = {
 }
 
 
+_ATTEMPT = """
+import threading
+def attempt(other, mine):
+    errs = []
+    def body():
+        try:
+            other()
+        except RuntimeError as e:
+            errs.append(e)
+    t = threading.Thread(target=body)
+    t.start()
+    mine()
+    t.join()
+    return errs
+"""
+
+
 @pytest.mark.parametrize("name", CRASHERS)
 def test_former_crashers_in_a_subprocess(name):
-    r = subprocess.run([sys.executable, "-c", textwrap.dedent(CRASHERS[name])], capture_output=True, text=True,
-                       timeout=120)
+    r = subprocess.run([sys.executable, "-c", _ATTEMPT + textwrap.dedent(CRASHERS[name])], capture_output=True,
+                       text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]

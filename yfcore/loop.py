@@ -109,7 +109,7 @@ class Task:
         self._loop._keep.pop(self.coroutine.id, None)
         if status < 0:
             e = -status
-            raise OSError(e, f"{self.body} body: {os.strerror(e)}")
+            raise error(f"{self.body} body", e)
         return self._decode(status)
 
 
@@ -161,9 +161,8 @@ class Loop(Owned):
     def _destroy(self, lp) -> None:
         if lib.yf_loop_free(lp) != 0:
             e = ffi.errno
-            raise OSError(e, f"yf_loop_free: {os.strerror(e)}"
-                          + (" (coroutines still wait on the loop: run it to the end first)"
-                             if e == _errno.EBUSY else ""))
+            raise error("yf_loop_free", e, "coroutines still wait on the loop: run it to the end first"
+                        if e == _errno.EBUSY else None)
         self._keep.clear()
         self.sched._detach_loop(self)
 
@@ -205,9 +204,8 @@ class Loop(Owned):
                     return self._counts().resumes - before
                 e = ffi.errno
                 if e != _errno.EINTR:
-                    msg = {_errno.EDEADLK: "unfinished coroutines remain but none waits on the loop"}.get(
-                        e, os.strerror(e))
-                    raise OSError(e, f"yf_loop_run: {msg}")
+                    raise error("yf_loop_run", e, "unfinished coroutines remain but none waits on the loop"
+                                if e == _errno.EDEADLK else None)
                 # Back in Python, pending signal handlers run before the next
                 # bytecode: KeyboardInterrupt ends a run that would block forever.
         finally:

@@ -250,7 +250,7 @@ class TimerWheel(Owned):
             e = ffi.errno
             self._free[self._nfree] = slot
             self._nfree += 1
-            raise OSError(e, f"yf_wheel_add: {os.strerror(e)}")
+            raise error("yf_wheel_add", e)
         self._hand[slot] = handle
         self._payload[slot] = payload
         return handle
@@ -264,7 +264,7 @@ class TimerWheel(Owned):
         h, slots = self._slots_of("handle", np.array([handle], np.int64))
         if lib.yf_wheel_cancel(wh, self._timers + int(slots[0])) != 0:
             e = ffi.errno
-            raise OSError(e, f"yf_wheel_cancel: {os.strerror(e)}")
+            raise error("yf_wheel_cancel", e)
         payload = int(self._payload[slots[0]])
         self._give_back(h, slots, _CANCELLED)
         return payload
@@ -343,7 +343,7 @@ class TimerWheel(Owned):
                 e = ffi.errno
                 if e == errno.EINVAL:
                     raise ValueError(f"now must not go back: the wheel is at {lib.yf_wheel_now(wh)}, got {now}")
-                raise OSError(e, f"yf_wheel_advance_collect: {os.strerror(e)}")
+                raise error("yf_wheel_advance_collect", e)
             parts_h.append(self._out_h[:n].copy())
             parts_d.append(self._out_d[:n].copy())
             if n < len(self._out_h):
@@ -416,7 +416,7 @@ class TimerWheel(Owned):
         n = lib.yf_wheel_occupancy(self._h, ffi.from_buffer("uint32_t[]", out), width)
         if n == 0:
             e = ffi.errno
-            raise OSError(e, f"yf_wheel_occupancy: {os.strerror(e)}")
+            raise error("yf_wheel_occupancy", e)
         return out.reshape(len(self._bits), 1 << width)
 
     def __repr__(self) -> str:
