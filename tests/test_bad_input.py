@@ -4,6 +4,7 @@ stale view, re-initialised, signal during a call). Each case asserts the
 exact exception type, then that the object it hit still works and still
 holds its data. What used to crash the interpreter runs in a subprocess."""
 import copy
+import errno
 import gc
 import os
 import pickle
@@ -512,6 +513,22 @@ def test_loop_keeps_the_socket_of_a_task_alive():
         lp.run()
         assert b.recv(10) == b"ping" and ref.result() == 4
         b.close()
+
+
+def test_drop_fd_fails_the_waits_on_it_with_ebadf(world):
+    a, b = world.pair
+    t = world.lp.spawn("wait", a, "r", None)
+    world.lp.stop()
+    world.lp.run()
+    assert t.state == "blocked"
+    with pytest.raises(TypeError):
+        world.lp.drop_fd("a")
+    assert world.lp.drop_fd(a) == 1
+    world.lp.run()
+    with pytest.raises(OSError) as e:
+        t.result()
+    assert e.value.errno == errno.EBADF
+    world.verify()
 
 
 def test_take_messages_keeps_the_count_before_a_corrupt_length():

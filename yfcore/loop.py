@@ -219,6 +219,17 @@ class Loop(Owned):
             del self._keep[co_id]
 
     @guarded
+    def drop_fd(self, fd) -> int:
+        """Call before closing fd (an int or an object with fileno()): the
+        coroutines waiting on it wake at once, their waits failing with
+        EBADF, and the loop forgets it. Returns how many waits failed."""
+        fd = fileno("fd", fd, _FD_MAX)
+        n = lib.yf_loop_drop_fd(self._h, fd)
+        if n < 0:
+            raise error("yf_loop_drop_fd")
+        return n
+
+    @guarded
     def stop(self) -> None:
         """Make the next run() do one non-blocking iteration and return."""
         lib.yf_loop_stop(self._h)

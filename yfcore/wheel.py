@@ -86,17 +86,15 @@ class TimerWheel(Owned):
 
     bits: slots per level as powers of two (level 0 first), 1-8 levels of
     1-10 bits, 40 bits at most in all; deadlines beyond the last level go
-    to coarser levels the wheel adds above it and cascade down. now: the starting tick. capacity: how many timers
-    may be pending at once (memory is reserved, and touched only as used).
+    to coarser levels the wheel adds above it and cascade down. now: the
+    starting tick. capacity: how many timers may be pending at once (memory
+    is reserved, and touched only as used).
 
     add(deadline, payload) arms a timer and returns its handle; cancel(handle)
     disarms it; advance(now) returns the timers that expired, in deadline
-    order (ties in arming order), where a deadline that had already passed
-    when the timer was armed counts as the wheel's time then: such a timer
-    is due at once, after those due earlier and before later ones, so
-    TimerWheel(now=100) armed with 50, 10, 100, 101 fires them in that order.
-    add_many, cancel_many and advance_many do the same on numpy arrays in
-    one C call each.
+    order (ties in arming order; a deadline already past when armed is due
+    at the next advance). add_many, cancel_many and advance_many do the same
+    on numpy arrays in one C call each.
 
     Any thread may use a wheel; a lock serialises the calls (yfcore._handle).
     """
@@ -272,8 +270,7 @@ class TimerWheel(Owned):
     @guarded
     def advance(self, now: int) -> list:
         """Move time to `now` and return the expired timers as Expired(handle,
-        deadline, payload) tuples, in deadline order (see the class docstring
-        for deadlines already past when armed)."""
+        deadline, payload) tuples, in deadline order."""
         h, d, p = self.advance_many(now)
         return [Expired(*x) for x in zip(h.tolist(), d.tolist(), p.tolist())]
 
