@@ -190,15 +190,22 @@ static void timer_fired(yf_timer *t, void *arg)
     wake(w->lp, w, 0);
 }
 
-/* Arms fd's one-shot item for the directions still waited for. */
-static int arm(yf_loop *lp, int fd)
+/* fd's one-shot epoll item for the directions its waiters wait for. */
+static struct epoll_event waited_events(const struct fdslot *sl, int fd)
 {
-    struct fdslot *sl = &lp->fds[fd];
     struct epoll_event ev = {.events = EPOLLONESHOT, .data.u64 = (uint64_t)fd};
     if (sl->rd)
         ev.events |= EPOLLIN | EPOLLRDHUP;
     if (sl->wr)
         ev.events |= EPOLLOUT;
+    return ev;
+}
+
+/* Arms fd's one-shot item for the directions still waited for. */
+static int arm(yf_loop *lp, int fd)
+{
+    struct fdslot *sl = &lp->fds[fd];
+    struct epoll_event ev = waited_events(sl, fd);
     int op = sl->known ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
     int rc = epoll_ctl(lp->ep, op, fd, &ev);
     /* The hint is stale after a close (the kernel dropped the item: ENOENT)
@@ -279,11 +286,7 @@ static int fail_waiters(yf_loop *lp, int fd)
 static int fd_gone(yf_loop *lp, int fd)
 {
     struct fdslot *sl = &lp->fds[fd];
-    struct epoll_event ev = {.events = EPOLLONESHOT, .data.u64 = (uint64_t)fd};
-    if (sl->rd)
-        ev.events |= EPOLLIN | EPOLLRDHUP;
-    if (sl->wr)
-        ev.events |= EPOLLOUT;
+    struct epoll_event ev = waited_events(sl, fd);
     int e = errno;
     int gone = epoll_ctl(lp->ep, EPOLL_CTL_MOD, fd, &ev) < 0 && (errno == EBADF || errno == ENOENT);
     errno = e;

@@ -73,13 +73,8 @@ static void stk_destroy(struct stk *k)
 
 /* ---- Boost.Context ------------------------------------------------------------ */
 
-typedef void *fctx;
-typedef struct {
-    fctx ctx;
-    void *data;
-} ftransfer;
-static ftransfer (*f_jump)(fctx to, void *vp);
-static fctx (*f_make)(void *sp, size_t size, void (*fn)(ftransfer));
+static fctx_jump_fn f_jump;
+static fctx_make_fn f_make;
 
 static int boost_ready(void)
 {
@@ -89,8 +84,8 @@ static int boost_ready(void)
             errno = ENOENT;
             return 0;
         }
-        f_jump = (ftransfer(*)(fctx, void *))j;
-        f_make = (fctx(*)(void *, size_t, void (*)(ftransfer)))m;
+        f_jump = (fctx_jump_fn)j;
+        f_make = (fctx_make_fn)m;
     }
     return 1;
 }

@@ -19,14 +19,8 @@ const char *yf_bench_error(void)
 
 /* ---- Boost.Context fcontext (C linkage symbols of libboost_context) ----------------- */
 
-typedef void *fctx;
-typedef struct {
-    fctx ctx;
-    void *data;
-} ftransfer;
-
-static ftransfer (*f_jump)(fctx to, void *vp);
-static fctx (*f_make)(void *sp, size_t size, void (*fn)(ftransfer));
+static fctx_jump_fn f_jump;
+static fctx_make_fn f_make;
 
 int yf_bench_fcontext_load(const char *path)
 {
@@ -35,8 +29,8 @@ int yf_bench_fcontext_load(const char *path)
         snprintf(errbuf, sizeof errbuf, "%s", dlerror());
         return -1;
     }
-    f_jump = (ftransfer(*)(fctx, void *))dlsym(h, "jump_fcontext");
-    f_make = (fctx(*)(void *, size_t, void (*)(ftransfer)))dlsym(h, "make_fcontext");
+    f_jump = (fctx_jump_fn)dlsym(h, "jump_fcontext");
+    f_make = (fctx_make_fn)dlsym(h, "make_fcontext");
     if (!f_jump || !f_make) {
         snprintf(errbuf, sizeof errbuf, "%s has no jump_fcontext/make_fcontext", path);
         f_jump = NULL;

@@ -167,6 +167,16 @@ double yf_bench_sbuf_stream(int64_t n, yf_sbuf *sb, int fd, size_t recv_max, siz
 typedef void *(*yfi_ctx_fn)(void **save, void *load, void *value);
 __attribute__((visibility("hidden"))) extern const yfi_ctx_fn yfi_ctx_variants[YF_CTX_NVARIANTS];
 
+/* Boost.Context's C-linkage fcontext API (libboost_context), which the lab
+ * loads at run time and calls through pointers of these types. */
+typedef void *fctx;
+typedef struct {
+    fctx ctx;
+    void *data;
+} ftransfer;
+typedef ftransfer (*fctx_jump_fn)(fctx to, void *vp);
+typedef fctx (*fctx_make_fn)(void *sp, size_t size, void (*fn)(ftransfer));
+
 /* The Boost.Context entry points yf_bench_fcontext_load found (fcontext.c);
  * -1 before a successful load. */
 __attribute__((visibility("hidden"))) int yfi_bench_fcontext_fns(void **jump, void **make);

@@ -62,15 +62,10 @@ static uintptr_t frame_rip(void *frame)
     return *(uintptr_t *)((char *)frame + FRAME_RIP);
 }
 
-/* Boost.Context's C-linkage entry points, called through pointers as the
- * in-process kernels call them. */
-typedef void *fctx;
-typedef struct {
-    fctx ctx;
-    void *data;
-} ftransfer;
-static ftransfer (*f_jump)(fctx to, void *vp);
-static fctx (*f_make)(void *sp, size_t size, void (*fn)(ftransfer));
+/* Boost.Context's C-linkage entry points (types from lab.h), called through
+ * pointers as the in-process kernels call them. */
+static fctx_jump_fn f_jump;
+static fctx_make_fn f_make;
 
 /* What the last kernel call saw: the saved frames of the main side and of
  * the coroutine, and the resume address of the main side's timed loop. */
@@ -246,8 +241,8 @@ int main(int argc, char **argv)
     int sys0 = BOOST;
     if (strcmp(argv[2], "-")) {
         void *h = dlopen(argv[2], RTLD_NOW | RTLD_LOCAL);
-        f_jump = h ? (ftransfer(*)(fctx, void *))dlsym(h, "jump_fcontext") : NULL;
-        f_make = h ? (fctx(*)(void *, size_t, void (*)(ftransfer)))dlsym(h, "make_fcontext") : NULL;
+        f_jump = h ? (fctx_jump_fn)dlsym(h, "jump_fcontext") : NULL;
+        f_make = h ? (fctx_make_fn)dlsym(h, "make_fcontext") : NULL;
         if (!f_jump || !f_make) {
             fprintf(stderr, "%s: no jump_fcontext/make_fcontext %s\n", argv[2], h ? "" : dlerror());
             return 2;
