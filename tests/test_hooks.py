@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from yfcore.lab import hooks
+from yfcore.lab import errno_hooks as hooks
 
 SUITE = Path(__file__).resolve().parent / "programs" / "hook_suite.c"
 

@@ -12,7 +12,7 @@ from yfcore.lab import bench, claims, stats, toolchain
 
 ROOT = Path(__file__).resolve().parents[1]
 
-HEADER = "id,notebook,seed_date,statement,seed_figure,unit,rule\n"
+HEADER = "id,notebook,seed_date,statement,origin,figure,unit,measure,measure_unit,kind,rule,detail\n"
 
 
 # --- stats ---------------------------------------------------------------
@@ -154,8 +154,12 @@ def registry(tmp_path):
     path = tmp_path / "claims.csv"
     path.write_text(
         HEADER
-        + "ctx-speed,01-context-switch,2013-03-02,\"asm switch is 5x faster, roughly\",5,x,holds if value >= 3\n"
-        + "guard-bug,02-guard,2014-05-01,the guard never fired,1,crashes,reproduced if value == 1\n"
+        + "ctx-speed,01-context-switch,2013-03-02,\"asm switch is 5x faster, roughly\",diary,5,x,speedup,x,timing,"
+          "holds if speedup >= 3,\"{speedup:range x} faster, {yf_ns} ns\"\n"
+        + "guard-bug,02-guard,2014-05-01,the guard never fired,diary,1,crashes,crashes,crashes,deterministic,"
+          "reproduced if crashes == 1,{crashes} crash in {runs} runs; {signal}\n"
+        + "ext,03-x,2015,a bar of this project,extension,,,ratio,x,deterministic,"
+          "holds if ratio / base >= 3,ratio {ratio}\n"
     )
     return claims.registry(path)
 
@@ -169,10 +173,12 @@ def results(tmp_path, monkeypatch):
 
 
 def test_registry_reads_rows_in_order(registry):
-    assert list(registry) == ["ctx-speed", "guard-bug"]
+    assert list(registry) == ["ctx-speed", "guard-bug", "ext"]
     c = registry["ctx-speed"]
     assert c.statement == "asm switch is 5x faster, roughly"
-    assert c.rule.word == "holds" and c.rule.expr == "value >= 3"
+    assert c.rule.word == "holds" and c.rule.expr == "speedup >= 3"
+    assert (c.origin, c.figure, c.unit, c.kind, c.measure) == ("diary", "5", "x", "timing", "speedup")
+    assert c.variables == {"speedup", "yf_ns"}
 
 
 def test_registry_rejects_bad_files(tmp_path):
@@ -180,54 +186,88 @@ def test_registry_rejects_bad_files(tmp_path):
     bad.write_text("id,notebook\n")
     with pytest.raises(ValueError, match="missing column"):
         claims.registry(bad)
-    bad.write_text(HEADER + "a,01,2013,s,1,x,holds if value > 1\na,01,2013,s,1,x,holds if value > 1\n")
+    row = "a,01,2013,s,diary,1,x,v,x,timing,holds if v > 1,{v}\n"
+    bad.write_text(HEADER + row + row)
     with pytest.raises(ValueError, match="duplicate"):
         claims.registry(bad)
-    bad.write_text(HEADER + "a,01,2013,s,1,x,holds if open('f')\n")
-    with pytest.raises(ValueError, match=":2: claim a"):
-        claims.registry(bad)
+    for text, why in [
+        ("a,01,2013,s,diary,1,x,v,x,timing,holds if open('f'),{v}\n", ":2: claim a"),
+        ("a,01,2013,s,paper,1,x,v,x,timing,holds if v > 1,{v}\n", "origin must be"),
+        ("a,01,2013,s,diary,1,x,v,x,sometimes,holds if v > 1,{v}\n", "kind must be"),
+        ("a,01,2013,s,diary,,,v,x,timing,holds if v > 1,{v}\n", "needs the diary's figure"),
+        ("a,01,2013,a bar of this project,extension,3,x,v,x,timing,holds if v > 1,{v}\n", "no diary figure"),
+        ("a,01,2013,s,extension,,,v,x,timing,holds if v > 1,{v}\n", "must say it is an extension"),
+        ("a,01,2013,s,diary,1,x,w,x,timing,holds if v > 1,{v}\n", "measure 'w' is not a variable"),
+        ("a,01,2013,s,diary,1,x,v,x,timing,holds if v > 1,{v.real}\n", "not a plain variable"),
+    ]:
+        bad.write_text(HEADER + text)
+        with pytest.raises(ValueError, match=why):
+            claims.registry(bad)
 
 
 def test_repository_registry_parses():
-    claims.registry()
+    table = claims.registry()
+    assert table and all(c.origin in claims.ORIGINS and c.kind in claims.KINDS for c in table.values())
 
 
 def test_answer_writes_schema(registry, results, capsys):
-    r = claims.answer("ctx-speed", 4.2, "x", samples=[4.0, 4.2, 4.5], detail="4.2x faster", registry=registry)
-    assert capsys.readouterr().out == "VERDICT ctx-speed: holds — 4.2x faster\n"
-    assert set(r) == {"claim", "notebook", "seed", "measured", "verdict", "detail", "provenance"}
-    assert r["claim"] == "ctx-speed" and r["notebook"] == "01-context-switch"
+    r = claims.answer("ctx-speed", speedup=[4.0, 4.2, 4.5], yf_ns={"median": 6.25, "min": 6.0, "max": 7.0, "n": 5},
+                      registry=registry)
+    assert capsys.readouterr().out == "VERDICT ctx-speed: holds — 4.20 x [4.00..4.50] faster, 6.25 ns\n"
+    assert set(r) == {"claim", "notebook", "origin", "kind", "rule", "seed", "measured", "evidence", "verdict",
+                      "detail", "provenance"}
+    assert r["claim"] == "ctx-speed" and r["notebook"] == "01-context-switch" and r["origin"] == "diary"
+    assert r["rule"] == "holds if speedup >= 3" and r["kind"] == "timing"
     assert r["seed"] == {"date": "2013-03-02", "statement": "asm switch is 5x faster, roughly",
                          "figure": 5.0, "unit": "x"}
-    assert r["measured"] == {"value": 4.2, "unit": "x", "median": 4.2, "min": 4.0, "max": 4.5, "n": 3}
+    assert r["measured"] == {"value": 4.2, "unit": "x", "median": 4.2, "min": 4.0, "max": 4.5, "n": 3,
+                             "samples": [4.0, 4.2, 4.5]}
+    assert r["evidence"]["yf_ns"] == {"median": 6.25, "min": 6.0, "max": 7.0, "n": 5}
     assert set(r["provenance"]) == {"cpu", "cores", "kernel", "compiler", "cflags", "python",
-                                    "yfcore", "git", "date", "quick"}
+                                    "yfcore", "git", "dirty", "date", "quick"}
     assert json.loads((results / "ctx-speed.json").read_text()) == r
 
 
-def test_answer_without_samples_and_extra_names(tmp_path, results, capsys):
-    path = tmp_path / "claims.csv"
-    path.write_text(HEADER + "r,03-x,2015,s,3,x,holds if value / base >= 3\n")
-    reg = claims.registry(path)
-    r = claims.answer("r", 2, "x", registry=reg, base=1)
-    assert r["verdict"] == "fails"
-    assert r["measured"] == {"value": 2, "unit": "x", "median": 2.0, "min": 2.0, "max": 2.0, "n": 1}
-    assert r["detail"] == "measured 2 x; the diary says 3 x"
-    assert capsys.readouterr().out.startswith("VERDICT r: fails — measured 2 x")
+def test_answer_scalars_strings_and_precision(registry, results, capsys):
+    import numpy as np
+
+    r = claims.answer("guard-bug", crashes=np.int64(1), runs=4294963200, signal="SIGSEGV", registry=registry)
+    assert r["verdict"] == "reproduced"
+    assert r["detail"] == "1 crash in 4,294,963,200 runs; SIGSEGV"
+    assert r["measured"] == {"value": 1, "unit": "crashes", "median": 1, "min": 1, "max": 1, "n": 1, "samples": [1]}
+    r = claims.answer("ext", ratio=34.9924, base=12, registry=registry)
+    assert r["verdict"] == "fails" and r["detail"] == "ratio 35.0"
+    assert r["seed"]["figure"] is None and r["origin"] == "extension"
+    assert capsys.readouterr().out.endswith("VERDICT ext: fails — ratio 35.0\n")
 
 
-def test_answer_unknown_claim_and_bad_value(registry, results):
+def test_answer_checks_its_evidence(registry, results):
     with pytest.raises(KeyError, match="no-such"):
-        claims.answer("no-such", 1, "x", registry=registry)
-    with pytest.raises(ValueError, match="value must be a number"):
-        claims.answer("ctx-speed", "fast", "x", registry=registry)
+        claims.answer("no-such", registry=registry)
+    with pytest.raises(ValueError, match="must be a number"):
+        claims.answer("ctx-speed", speedup="fast", yf_ns=1, registry=registry)
+    with pytest.raises(ValueError, match="evidence missing speedup"):
+        claims.answer("ctx-speed", yf_ns=1, registry=registry)
+    with pytest.raises(ValueError, match="evidence missing yf_ns"):
+        claims.answer("ctx-speed", speedup=4, registry=registry)
+    with pytest.raises(ValueError, match="unknown evidence extra"):
+        claims.answer("ctx-speed", speedup=4, yf_ns=1, extra=2, registry=registry)
+    with pytest.raises(ValueError, match="rule variable crashes must be a number"):
+        claims.answer("guard-bug", crashes="one", runs=1, signal="x", registry=registry)
+    assert not results.exists() or not list(results.iterdir())
+
+
+def test_answer_skipped(registry, results, capsys):
+    r = claims.answer("guard-bug", skipped="needs a guard", registry=registry)
+    assert r["verdict"] == "not measured" and r["measured"] is None
+    assert capsys.readouterr().out == "VERDICT guard-bug: not measured — not measured: needs a guard\n"
 
 
 def test_answer_reference_copy(registry, results, tmp_path, monkeypatch, capsys):
     ref = tmp_path / "reference"
     monkeypatch.setattr(claims, "reference_dir", lambda: ref)
     monkeypatch.setenv("YF_REFERENCE", "1")
-    claims.answer("guard-bug", 1, "crashes", registry=registry)
+    claims.answer("guard-bug", crashes=1, runs=1, signal="SIGSEGV", registry=registry)
     assert json.loads((ref / "guard-bug.json").read_text())["verdict"] == "reproduced"
 
 
@@ -238,7 +278,7 @@ def test_latest_prefers_fresh_results(registry, results, tmp_path, monkeypatch, 
     (ref / "guard-bug.json").write_text(json.dumps({"claim": "guard-bug", "verdict": "not reproduced"}))
     (ref / "ctx-speed.json").write_text(json.dumps({"claim": "ctx-speed", "verdict": "fails"}))
     assert [r["verdict"] for r in claims.latest(registry)] == ["fails", "not reproduced"]
-    claims.answer("guard-bug", 1, "crashes", registry=registry)
+    claims.answer("guard-bug", crashes=1, runs=1, signal="SIGSEGV", registry=registry)
     assert [r["verdict"] for r in claims.latest(registry)] == ["fails", "reproduced"]
     assert [r["verdict"] for r in claims.latest(registry, reference_only=True)] == ["fails", "not reproduced"]
 
@@ -327,7 +367,7 @@ def test_cli_claims_json(tmp_path):
 
 
 def test_cli_bench_unknown_name():
-    pytest.importorskip("yfcore.lab.benchmarks", reason="yfcore.lab.benchmarks (C module) not available")
+    pytest.importorskip("yfcore.lab.context_switch", reason="yfcore.lab.context_switch (C module) not available")
     cp = _cli("bench", "nosuch")
     assert cp.returncode == 2
     assert "unknown benchmark 'nosuch'; available:" in cp.stderr
@@ -375,3 +415,43 @@ def test_plots_draw_without_display():
     assert ax.get_xscale() == "log" and ax.get_legend() is not None
     with pytest.raises(ValueError, match="2 x values"):
         plots.lines([1, 10], {"a": [s]}, "n", "ns", "bad")
+
+
+# --- bench registry, sizes, speed bars -------------------------------------
+
+def test_sizes_one_table():
+    full, fast = bench.sizes("wheel", quick=False), bench.sizes("wheel", quick=True)
+    assert set(full) == set(fast) == set(bench.SIZES["wheel"])
+    assert all(fast[k] < full[k] for k in full)
+    with pytest.raises(ValueError, match="family must be one of"):
+        bench.sizes("nosuch")
+
+
+def test_check_bars():
+    rows = bench.check_bars([("a", 2.0, ">= 1.5"), ("b", 2.0, "<= 1.5"), ("c", 0.0, "> 0")])
+    assert [r["met"] for r in rows] == [True, False, False]
+    assert rows[0] == {"bar": "a", "value": 2.0, "wanted": ">= 1.5", "met": True}
+
+
+def test_benchmarks_registry_resolves():
+    import importlib
+
+    pytest.importorskip("yfcore._yfcore", reason="C module not built")
+    for name, (module, func, bars) in bench.BENCHMARKS.items():
+        mod = importlib.import_module(f"yfcore.lab.{module}")
+        assert callable(getattr(mod, func)), name
+        assert bars is None or callable(getattr(mod, bars)), name
+    with pytest.raises(ValueError, match="unknown benchmark"):
+        bench.run_benchmark("nosuch")
+
+
+def test_switch_bars_read_a_result():
+    from yfcore.lab import context_switch
+
+    def system(x):
+        return {"ns_per_switch": {"median": x, "min": x, "max": x, "n": 2}, "samples": [x, x]}
+    result = {"yf": system(5.0), "yf_raw": system(4.0), "yf_fpfast": system(3.0), "yf_raw_fpfast": system(2.0),
+              "ucontext": system(400.0), "boost_fcontext": {"skipped": "absent"}, "provenance": {}}
+    rows = bench.check_bars(context_switch.switch_bars(result))
+    assert [(r["bar"], r["value"], r["met"]) for r in rows] == [
+        ("default switch: ucontext / yf", 80.0, True), ("bare switch: ucontext / yf_raw", 100.0, True)]

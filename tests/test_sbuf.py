@@ -10,7 +10,7 @@ import pytest
 from hypothesis import settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from yfcore.lab import sbufs
+from yfcore.lab import socket_buffer
 from yfcore.sbuf import SEEK_CUR, SEEK_END, SEEK_SET, SockBuf
 
 QUICK = os.environ.get("YF_QUICK", "") not in ("", "0")
@@ -266,7 +266,7 @@ def test_layout_and_ring_text():
         lay = sb.layout()
         # The consumed chunk went to the back of the ring as a spare.
         assert (lay["first"], lay["head"], lay["size"], len(lay["addrs"])) == (1, 6, 230, 5)
-        text = sbufs.ring_text(lay)
+        text = socket_buffer.ring_text(lay)
         assert "head@6" in text and "tail@44" in text and text.count("spare") == 1
 
 
@@ -329,13 +329,13 @@ def test_tcp_loopback_messages():
 
 
 def test_stream_consumers_agree_with_the_feeder():
-    y = sbufs.stream_yf(3000, seed=3, chunk_size=4096)
-    p = sbufs.stream_bytearray(3000, seed=3)
+    y = socket_buffer.stream_yf(3000, seed=3, chunk_size=4096)
+    p = socket_buffer.stream_bytearray(3000, seed=3)
     assert y["bytes"] == p["bytes"] > 3000 * 16
     assert y["copied_per_byte"] < 0.5 and p["copied_per_byte"] >= 1.0
 
 
 def test_burst_returns_memory():
-    trace = sbufs.burst(quick=True)
-    v = sbufs.burst_verdict(trace)
+    trace = socket_buffer.burst(quick=True)
+    v = socket_buffer.burst_verdict(trace)
     assert v["drained"] == 1 and v["peak"] >= v["peak_size"] > 4 * v["before"]

@@ -15,7 +15,8 @@ def _report(args) -> int:
     from yfcore.lab import report
 
     try:
-        index = report.run(quick=args.quick, only=args.only, reference=args.reference)
+        index = report.run(quick=args.quick, only=args.only, reference=args.reference,
+                           allow_dirty=True if args.allow_dirty else None)
     except report.ReportError as e:
         print(f"yfcore: {e}", file=sys.stderr)
         return 1
@@ -65,51 +66,51 @@ def _bench_table(result: dict) -> str:
 
 
 def _bench(args) -> int:
-    from yfcore.lab.bench import quick
+    from yfcore.lab.bench import BENCHMARKS, quick, run_benchmark
     from yfcore.lab.stats import fmt as stats_fmt
 
-    try:
-        from yfcore.lab.benchmarks import BENCHMARKS
-    except ImportError as e:
-        hint = "; build the C module with `make build`" if e.name == "yfcore._yfcore" else ""
-        print(f"yfcore: benchmarks unavailable: {e}{hint}", file=sys.stderr)
-        return 1
     if args.name not in BENCHMARKS:
         print(f"yfcore: unknown benchmark {args.name!r}; available: {', '.join(sorted(BENCHMARKS))}",
               file=sys.stderr)
         return 2
-    result = BENCHMARKS[args.name](quick=args.quick or quick(), progress=sys.stderr.isatty())
+    try:
+        result = run_benchmark(args.name, quick=args.quick or quick(), progress=sys.stderr.isatty())
+    except ImportError as e:
+        hint = "; build the C module with `make build`" if e.name == "yfcore._yfcore" else ""
+        print(f"yfcore: benchmarks unavailable: {e}{hint}", file=sys.stderr)
+        return 1
     # Pairwise ratios a benchmark adds are shown in the table; the JSON
-    # interface holds systems and provenance only.
+    # interface holds systems, the speed bars and provenance.
     ratios = result.pop("ratios", None)
+    bars = result.pop("speed_bars", None)
     if args.json:
         # Summaries only: raw samples stay out of the stable JSON interface.
-        print(json.dumps({k: {m: x for m, x in v.items() if m != "samples"} if k != "provenance" else v
-                          for k, v in result.items()}))
+        out = {k: {m: ({f: y for f, y in x.items() if f != "samples"} if isinstance(x, dict) else x)
+                       for m, x in v.items() if m != "samples"} if k != "provenance" else v
+               for k, v in result.items()}
+        if bars is not None:
+            out["speed_bars"] = bars
+        print(json.dumps(out))
     else:
         print(_bench_table(result))
         if ratios:
             print("\n" + "\n".join(f"{name}: {stats_fmt(r, 'x')}" for name, r in ratios.items()))
+        if bars:
+            print("\nspeed bars of the project (its own targets, not the diary's):")
+            width = max(len(b["bar"]) for b in bars)
+            for b in bars:
+                print(f"  {b['bar']:<{width}}  {b['value']:8.3g}  wanted {b['wanted']:<7} "
+                      f"{'met' if b['met'] else 'not met'}")
     return 0
 
 
 def _claims(args) -> int:
-    from yfcore.lab import claims
-    from yfcore.lab.stats import quantity
+    from yfcore.lab import claims, report
 
-    results = claims.latest()
     if args.json:
-        print(json.dumps(results, ensure_ascii=False))
+        print(json.dumps(claims.latest(), ensure_ascii=False))
         return 0
-    if not results:
-        print("no results yet: run `yfcore report`")
-        return 0
-    rows = [["claim", "seed", "measured", "verdict"]]
-    for r in results:
-        seed, m = r["seed"], r["measured"]
-        rows.append([r["claim"], quantity(seed["figure"], seed["unit"]), quantity(m["value"], m["unit"]),
-                     r["verdict"]])
-    print(_rows(rows))
+    print(report.claims_text(report.claim_rows()), end="")
     return 0
 
 
@@ -138,7 +139,11 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--quick", action="store_true", help="small sizes (YF_QUICK=1): minutes, not hours")
     r.add_argument("--only", nargs="+", metavar="NN", help="run only the notebooks with these numbers")
     r.add_argument("--reference", action="store_true",
-                   help="full run whose outputs and results are committed (notebooks/, data/reference/)")
+                   help="full run whose outputs and results are committed (notebooks/, data/reference/); "
+                        "needs a clean checkout")
+    r.add_argument("--allow-dirty", action="store_true",
+                   help="let --reference run on uncommitted changes (also YF_ALLOW_DIRTY=1); "
+                        "the results record the commit as dirty")
     r.set_defaults(func=_report)
 
     b = sub.add_parser("bench", help="run one benchmark and print a table or JSON")
@@ -147,7 +152,7 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     b.set_defaults(func=_bench)
 
-    c = sub.add_parser("claims", help="the claims table: seed figure, measured, verdict")
+    c = sub.add_parser("claims", help="the claims summary and table: origin, diary figure, measured, verdict, reference")
     c.add_argument("--json", action="store_true", help="print the result objects as a JSON list")
     c.set_defaults(func=_claims)
 
@@ -162,7 +167,7 @@ def main(argv=None) -> int:
     try:
         return args.func(args)
     # User errors (bad --only, no clone, an unreadable registry) get one line, no traceback.
-    except (OSError, ValueError, KeyError, RuntimeError) as e:
+    except (OSError, ValueError, KeyError, RuntimeError) as e:  # DirtyTreeError is a RuntimeError
         print(f"yfcore: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -127,7 +127,7 @@ class Scheduler(Owned):
             raise ValueError(
                 f"use_stack({arg}) would overflow a {self.usable_stack}-byte stack "
                 f"(at most {self.usable_stack - _STACK_MARGIN}); overflows run in a subprocess: "
-                "yfcore.lab.guards.overflow()"
+                "yfcore.lab.stack_guard.overflow()"
             )
         co = lib.yf_co_create(self._h, DEMOS[body][0], ffi.cast("void *", arg))
         if co == ffi.NULL:

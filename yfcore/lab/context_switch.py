@@ -1,27 +1,29 @@
-"""Benchmarks of the runtime against its anchors, each competitor measured in
-the same process run, interleaved and repeated (see bench.interleaved).
+"""Notebook 01, context switching: the like-for-like switch and coroutine-life
+benchmarks against their anchors (in process and in a standalone program),
+code-placement experiments, the switch-variant ablation, switches seen from
+Python, the diary's CPU-share model and the saved-frame table.
 
-Every C kernel runs n iterations per call and returns elapsed nanoseconds, so
-a round costs one cffi call per competitor. `yfcore bench NAME` runs the
-functions in BENCHMARKS.
+Every competitor is measured in the same process run, interleaved and
+repeated (see bench.interleaved). Every C kernel runs n iterations per call
+and returns elapsed nanoseconds, so a round costs one cffi call per
+competitor.
 """
 import asyncio
 import concurrent.futures
 import os
 import time
 
-from .bench import interleaved, quick as _quick_env
+from .bench import STACK, interleaved, sizes as _sizes
 from .provenance import provenance
-from .stats import _num, ratio as lab_ratio, summary
+from .stats import _num, ratio as lab_ratio, ratio_samples as lab_ratio_samples, summaries, summary
 
 __all__ = [
-    "BENCHMARKS", "STACK", "SWITCH_ROWS", "CREATE_ROWS", "sizes", "fair", "standalone",
-    "agreement", "agreement_table", "placement_experiment", "placement_series", "placement_spread", "mxcsr_fields", "switch", "create", "ablation",
-    "python_switches", "stack_costs", "cpu_share", "flat", "skipped", "speed_bars", "frame_table",
+    "STACK", "SWITCH_ROWS", "CREATE_ROWS", "fair", "standalone",
+    "agreement", "agreement_table", "placement_experiment", "placement_series", "placement_spread",
+    "mxcsr_fields", "switch", "create", "ablation", "python_switches", "cpu_share", "checked_ns", "flat",
+    "skipped", "switch_bars", "create_bars", "frame_table", "switch_evidence", "life_evidence",
+    "cpu_share_evidence",
 ]
-
-# The diary's coroutines had 64 KiB stacks; every competitor gets the same.
-STACK = 65536
 
 
 def _lib():
@@ -29,16 +31,8 @@ def _lib():
     return lib
 
 
-def sizes(quick: bool | None = None) -> dict:
-    """Iterations per call for each kernel: fast ones run more, ucontext less; quick mode /10."""
-    q = _quick_env() if quick is None else quick
-    d = 10 if q else 1
-    return {"switch": 1_000_000 // d, "switch_slow": 100_000 // d,
-            "create": 200_000 // d, "create_slow": 20_000 // d,
-            "python": 200_000 // d, "stack": 200_000 // d, "stack_mmap": 20_000 // d}
-
-
-def _checked(ns: float, what: str) -> float:
+def checked_ns(ns: float, what: str) -> float:
+    """A kernel's elapsed ns, or OSError from errno when it returned -1."""
     if ns < 0:
         from ..labkernels import ffi
         raise OSError(ffi.errno, f"{what}: {os.strerror(ffi.errno)}")
@@ -47,11 +41,7 @@ def _checked(ns: float, what: str) -> float:
 
 def _per_switch(kernel, n: int, *args):
     """A competitor: one call of a switch kernel, in ns per one-way switch."""
-    return lambda: _checked(kernel(n, *args), kernel.__name__) / (2 * n)
-
-
-def _summaries(samples: dict[str, list[float]]) -> dict[str, dict]:
-    return {name: summary(xs) | {"samples": xs} for name, xs in samples.items()}
+    return lambda: checked_ns(kernel(n, *args), kernel.__name__) / (2 * n)
 
 
 def _boost():
@@ -62,7 +52,7 @@ def _boost():
 BOOST_SKIPPED = "libboost_context not found (apt-get install libboost-context-dev)"
 
 # The like-for-like rows of `bench switch` and `bench create`: name -> (the
-# kernel's system number, iterations key of sizes()). Every row runs on a
+# kernel's system number, iterations key of bench.SIZES["switch"]). Every row runs on a
 # stack of STACK bytes with yfi_slot_top's top; "pool" rows take it warm from
 # the runtime's guarded pool, the others from malloc/free per life.
 SWITCH_ROWS = {
@@ -88,8 +78,8 @@ def _fair_one(kind: str, system: int, placement: int, n: int) -> float:
     """One call of a like-for-like kernel: ns per one-way switch, or lives per second."""
     lib = _lib()
     if kind == "switch":
-        return _checked(lib.yf_bench_fair_switch(system, placement, n, STACK), "yf_bench_fair_switch") / (2 * n)
-    return n / (_checked(lib.yf_bench_fair_create(system, placement, n, STACK), "yf_bench_fair_create") / 1e9)
+        return checked_ns(lib.yf_bench_fair_switch(system, placement, n, STACK), "yf_bench_fair_switch") / (2 * n)
+    return n / (checked_ns(lib.yf_bench_fair_create(system, placement, n, STACK), "yf_bench_fair_create") / 1e9)
 
 
 def fair(kind: str, quick: bool | None = None, progress: bool = False, rounds: int | None = None,
@@ -111,7 +101,7 @@ def fair(kind: str, quick: bool | None = None, progress: bool = False, rounds: i
     lib = _lib()
     rows, metric, best_is_low = ((SWITCH_ROWS, "ns_per_switch", True) if kind == "switch"
                                  else (CREATE_ROWS, "per_second", False))
-    n = sizes(quick)
+    n = _sizes("switch", quick)
     have_boost = bool(_boost())
     systems = {name: (getattr(lib, const), n[size]) for name, (const, size) in rows.items()
                if have_boost or not name.startswith("boost")}
@@ -143,7 +133,7 @@ def standalone(kind: str, quick: bool | None = None, rounds: int | None = None,
 
     rows, metric, size, slow = ((SWITCH_ROWS, "ns_per_switch", "switch", "switch_slow") if kind == "switch"
                                 else (CREATE_ROWS, "per_second", "create", "create_slow"))
-    n = sizes(quick)
+    n = _sizes("switch", quick)
     boost = _boost()
     prog = compile_program("fair_baselines", with_lab=True)
     cp = run_program(prog, kind, boost or "-", n[size], n[slow], default_rounds() if rounds is None else rounds,
@@ -250,13 +240,13 @@ def ablation(depths=(0, 8), quick: bool | None = None, rounds: int | None = None
     from ..labkernels import CTX_VARIANTS
 
     lib = _lib()
-    n = sizes(quick)["switch"]
+    n = _sizes("switch", quick)["switch"]
     comp = {f"{name} @ {d}": _per_switch(lib.yf_bench_ctx, n, v, d)
             for name, v in CTX_VARIANTS.items() for d in depths}
     comp["scheduler, default @ 0"] = _per_switch(lib.yf_bench_switch_yf, n, 0, STACK, 0)
     comp["scheduler, trace on @ 0"] = _per_switch(lib.yf_bench_switch_yf, n, 0, STACK, 4096)
     comp["scheduler, FP-fast @ 0"] = _per_switch(lib.yf_bench_switch_yf, n, lib.YF_SCHED_FPFAST, STACK, 0)
-    return _summaries(interleaved(comp, rounds=rounds, progress=progress))
+    return summaries(interleaved(comp, rounds=rounds, progress=progress))
 
 
 def _gen_round(n: int) -> float:
@@ -313,34 +303,16 @@ def python_switches(quick: bool | None = None, rounds: int | None = None, progre
     (one sleep(0) = a task suspension and resumption by the event loop), and
     the cost of one empty cffi call, next to yfcore's switch measured in C."""
     lib = _lib()
-    n = sizes(quick)["python"]
-    nc = sizes(quick)["switch"]
+    n = _sizes("switch", quick)["python"]
+    nc = _sizes("switch", quick)["switch"]
     comp = {
-        "yfcore (C kernel)": lambda: _checked(lib.yf_bench_switch_yf(nc, 0, STACK, 0), "yf") / (2 * nc),
+        "yfcore (C kernel)": lambda: checked_ns(lib.yf_bench_switch_yf(nc, 0, STACK, 0), "yf") / (2 * nc),
         "generator": lambda: _gen_round(n),
         "greenlet": lambda: _greenlet_round(n),
         "asyncio sleep(0)": lambda: _asyncio_round(n // 4),
         "one cffi call": lambda: _cffi_round(n),
     }
-    return _summaries(interleaved(comp, rounds=rounds, progress=progress))
-
-
-def stack_costs(quick: bool | None = None, rounds: int | None = None, progress: bool = False) -> dict:
-    """ns to get, touch and give back one stack: mmap + guard + munmap (mprotect
-    and, where the kernel has them, guard regions), the runtime's pool, malloc."""
-    from ..runtime import guard_regions_supported
-
-    lib = _lib()
-    n = sizes(quick)
-    ns, nm = n["stack"], n["stack_mmap"]
-    comp = {
-        "mmap + mprotect guard": lambda: _checked(lib.yf_bench_stack_mmap(nm, STACK, 0), "mmap") / nm,
-        "pool (guarded, warm)": lambda: _checked(lib.yf_bench_stack_pool(ns, STACK), "pool") / ns,
-        "malloc (no guard)": lambda: _checked(lib.yf_bench_stack_malloc(ns, STACK), "malloc") / ns,
-    }
-    if guard_regions_supported():
-        comp["mmap + guard region"] = lambda: _checked(lib.yf_bench_stack_mmap(nm, STACK, 1), "mmap") / nm
-    return _summaries(interleaved(comp, rounds=rounds, progress=progress))
+    return summaries(interleaved(comp, rounds=rounds, progress=progress))
 
 
 def flat(result: dict) -> dict[str, dict]:
@@ -348,7 +320,7 @@ def flat(result: dict) -> dict[str, dict]:
     leaving out provenance and skipped systems."""
     out = {}
     for name, v in result.items():
-        if name == "provenance" or "skipped" in v:
+        if name == "provenance" or not isinstance(v, dict) or "skipped" in v:
             continue
         metric = next(k for k in v if k != "samples")
         out[name] = v[metric] | {"samples": v["samples"]}
@@ -358,35 +330,37 @@ def flat(result: dict) -> dict[str, dict]:
 def skipped(result: dict) -> str:
     """One line per system a benchmark skipped, with the reason (or "")."""
     return "\n".join(f"{name}: skipped, {v['skipped']}" for name, v in result.items()
-                     if name != "provenance" and "skipped" in v)
+                     if name != "provenance" and isinstance(v, dict) and "skipped" in v)
 
 
-def speed_bars(switch_result: dict, create_result: dict) -> list[tuple[str, float, str, bool]]:
-    """The speed bars of issue #2, checked on this run's medians: (bar, measured,
-    wanted, met). Boost bars are left out when Boost was not measured."""
-    sw, cr = flat(switch_result), flat(create_result)
+def _pair(result: dict, a: str, b: str) -> float:
+    d = flat(result)
+    return lab_ratio(d[a]["samples"], d[b]["samples"])["median"]
 
-    def ratio(d, a, b):
-        return lab_ratio(d[a]["samples"], d[b]["samples"])["median"]
 
-    rows = [("default switch: ucontext / yf", ratio(sw, "ucontext", "yf"), ">= 40"),
-            ("  bare switch: ucontext / yf_raw", ratio(sw, "ucontext", "yf_raw"), ">= 40"),
-            ("create+3+exit: yf / ucontext", ratio(cr, "yf", "ucontext"), ">= 40")]
-    if "boost_fcontext" in sw:
-        rows += [("default switch: yf / boost_fcontext", ratio(sw, "yf", "boost_fcontext"), "<= 1"),
-                 ("  bare switch: yf_raw / boost_fcontext", ratio(sw, "yf_raw", "boost_fcontext"), "<= 1"),
-                 ("FP-fast switch: yf_fpfast / boost_fcontext", ratio(sw, "yf_fpfast", "boost_fcontext"),
+def switch_bars(result: dict) -> list[tuple[str, float, str]]:
+    """The project's speed bars on a switch() result: (bar, measured, wanted).
+    Boost bars are left out when Boost was not measured."""
+    rows = [("default switch: ucontext / yf", _pair(result, "ucontext", "yf"), ">= 40"),
+            ("bare switch: ucontext / yf_raw", _pair(result, "ucontext", "yf_raw"), ">= 40")]
+    if "skipped" not in result.get("boost_fcontext", {"skipped": ""}):
+        rows += [("default switch: yf / boost_fcontext", _pair(result, "yf", "boost_fcontext"), "<= 1"),
+                 ("bare switch: yf_raw / boost_fcontext", _pair(result, "yf_raw", "boost_fcontext"), "<= 1"),
+                 ("FP-fast switch: yf_fpfast / boost_fcontext", _pair(result, "yf_fpfast", "boost_fcontext"),
                   "<= 0.5"),
-                 ("  bare: yf_raw_fpfast / boost_fcontext", ratio(sw, "yf_raw_fpfast", "boost_fcontext"),
-                  "<= 0.5"),
-                 ("create+3+exit: yf / boost_fcontext", ratio(cr, "yf", "boost_fcontext"), ">= 1"),
-                 ("create+3+exit: yf_fpfast / boost_fcontext", ratio(cr, "yf_fpfast", "boost_fcontext"),
+                 ("bare FP-fast: yf_raw_fpfast / boost_fcontext",
+                  _pair(result, "yf_raw_fpfast", "boost_fcontext"), "<= 0.5")]
+    return rows
+
+
+def create_bars(result: dict) -> list[tuple[str, float, str]]:
+    """The project's speed bars on a create() result: (bar, measured, wanted)."""
+    rows = [("create+3+exit: yf / ucontext", _pair(result, "yf", "ucontext"), ">= 40")]
+    if "skipped" not in result.get("boost_fcontext", {"skipped": ""}):
+        rows += [("create+3+exit: yf / boost_fcontext", _pair(result, "yf", "boost_fcontext"), ">= 1"),
+                 ("create+3+exit: yf_fpfast / boost_fcontext", _pair(result, "yf_fpfast", "boost_fcontext"),
                   ">= 1.5")]
-    out = []
-    for name, value, want in rows:
-        bound = float(want.split()[1])
-        out.append((name, value, want, value >= bound if want.startswith(">=") else value <= bound))
-    return out
+    return rows
 
 
 def cpu_share(lives_per_second: float, requests_per_second: float = 50_000) -> float:
@@ -395,25 +369,6 @@ def cpu_share(lives_per_second: float, requests_per_second: float = 50_000) -> f
     return 100.0 * requests_per_second / lives_per_second
 
 
-def _lazy(module: str, func: str):
-    """A BENCHMARKS entry that imports its module only when run (they import
-    the C module, and some build C programs)."""
-    def run(quick=None, progress=False, rounds=None):
-        import importlib
-
-        return getattr(importlib.import_module(module, __package__), func)(quick, progress, rounds)
-    run.__name__ = func
-    return run
-
-
-BENCHMARKS = {
-    "switch": switch,
-    "create": create,
-    "wheel": _lazy(".wheels", "bench"),
-    "wheel-far": _lazy(".wheels", "far"),
-    "sbuf": _lazy(".sbufs", "stream"),
-    "hooks": _lazy(".hooks", "bench"),
-}
 
 
 def _addr_name(addr: int) -> str:
@@ -435,3 +390,26 @@ def frame_table(frame: dict) -> str:
         text = f"0x{v:04x}" if name in ("mxcsr", "x87cw") else f"0x{v:016x}"
         lines.append(f"{off:>6}  {name:<6}  {text}  {'' if name in ('mxcsr', 'x87cw') else _addr_name(v)}".rstrip())
     return "\n".join(lines)
+
+
+# ---- evidence for the verdicts (named after the rules' variables) ---------------
+
+def switch_evidence(result: dict) -> dict:
+    """Evidence of switch-vs-ucontext from a switch() result."""
+    sw = flat(result)
+    return {"speedup": lab_ratio_samples(sw["ucontext"]["samples"], sw["yf"]["samples"]),
+            "yf_ns": sw["yf"], "ucontext_ns": sw["ucontext"]}
+
+
+def life_evidence(result: dict) -> dict:
+    """Evidence of create-run-exit-vs-ucontext from a create() result."""
+    cr = flat(result)
+    return {"life_ratio": lab_ratio_samples(cr["yf"]["samples"], cr["ucontext"]["samples"]),
+            "yf_lives": cr["yf"], "ucontext_lives": cr["ucontext"]}
+
+
+def cpu_share_evidence(result: dict) -> dict:
+    """Evidence of cpu-share from a create() result: the diary's model per round."""
+    cr = flat(result)
+    return {"share": [cpu_share(x) for x in cr["yf"]["samples"]],
+            "ucontext_share": [cpu_share(x) for x in cr["ucontext"]["samples"]]}

@@ -1,6 +1,6 @@
-"""The hook library (csrc/hook/): build it, link programs against it three
-ways, and the experiments of notebook 03 (errno, libmemcached) and the
-`yfcore bench hooks` benchmark. Everything hooked runs in a subprocess."""
+"""Notebook 03, errno and hooks: build the hook library (csrc/hook/), link
+programs against it three ways, the errno and libmemcached experiments and
+the `yfcore bench hooks` benchmark. Everything hooked runs in a subprocess."""
 import os
 import shutil
 import socket
@@ -14,10 +14,11 @@ from .paths import root
 from .toolchain import compile_program, json_lines, run_program
 
 __all__ = [
-    "VARIANTS", "MODES", "build", "link_flags", "compile_hooked", "run_hooked", "json_lines",
-]
+    "HOOK_VARIANTS", "MODES", "build", "link_flags", "compile_hooked", "run_hooked", "json_lines", "clobber_evidence", "errno_switch_evidence", "nonintrusive_evidence"]
 
-VARIANTS = tuple(_hookbuild.VARIANTS)
+# The hook library builds (_hookbuild.VARIANTS): the shipped one and the
+# deliberately broken ones the experiments need.
+HOOK_VARIANTS = tuple(_hookbuild.VARIANTS)
 # How a program gets the hooks: the hook and runtime objects linked into it,
 # linked against libyfhook.so (and libyf.so), or linked against libyf.so only
 # with libyfhook.so preloaded at run time. "runtime" links libyf.so alone:
@@ -39,7 +40,7 @@ def build(variant: str = "default") -> dict[str, Path]:
     with the compiler's messages when a step fails.
     """
     if variant not in _hookbuild.VARIANTS:
-        raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
+        raise ValueError(f"variant must be one of {', '.join(HOOK_VARIANTS)}, got {variant!r}")
     fp = _hookbuild.fingerprint(variant, root())
     shipped = Path(__file__).resolve().parent.parent / "hooklib"
     if variant == "default" and _hookbuild.is_current(shipped, variant, root()):
@@ -308,20 +309,21 @@ def roundtrip(n: int = 50_000, rounds: int = 7) -> dict[str, list[float]]:
 def bench(quick: bool | None = None, progress: bool = False, rounds: int | None = None) -> dict:
     """`yfcore bench hooks`: round trip raw vs hooked (ns) and libmemcached
     ops/s sequential, 64 coroutines, 64 threads."""
-    from .bench import default_rounds
+    from .bench import default_rounds, sizes
     from .bench import quick as quick_env
     from .provenance import provenance
     from .stats import summary
 
     quick = quick_env() if quick is None else quick
     rounds = rounds or (5 if quick else default_rounds())
-    rt = roundtrip(20_000 if quick else 100_000, rounds)
+    n = sizes("hooks", quick)
+    rt = roundtrip(n["roundtrip"], rounds)
     out = {name: {"ns_per_roundtrip": summary(rt[name]), "samples": rt[name]} for name in ("raw", "hooked")}
     missing = memcached_missing()
     if missing:
         out["memcached"] = {"skipped": f"needs {missing}"}
     else:
-        mc = nonintrusive(counts=(64,), ops=4000 if quick else 20000, rounds=rounds, progress=progress)
+        mc = nonintrusive(counts=(64,), ops=n["mc_ops"], rounds=rounds, progress=progress)
         out["memcached"] = {
             "sequential_ops_per_s": summary(mc["sequential"]),
             "coroutines_64_ops_per_s": summary(mc["coroutines 64"]),
@@ -330,3 +332,34 @@ def bench(quick: bool | None = None, progress: bool = False, rounds: int | None 
         }
     out["provenance"] = provenance(quick=quick)
     return out
+
+
+# ---- evidence for the verdicts (named after the rules' variables) ---------------
+
+def clobber_evidence(clob: dict | None) -> dict:
+    """Evidence of errno-clobber from errno_clobber(); None when libmemcached is missing."""
+    if clob is None:
+        return {"skipped": f"needs {memcached_missing()}"}
+    return {"early_failures": sum(r["failures"] for r in clob["log-early"]),
+            "early_calls": sum(r["ops"] for r in clob["log-early"]),
+            "fixed_failures": sum(r["failures"] for r in clob["log-late"]),
+            "fixed_wrong": sum(r["wrong"] for r in clob["log-late"])}
+
+
+def errno_switch_evidence(rows: list[dict]) -> dict:
+    """Evidence of errno-across-switch from errno_switch()."""
+    kept = {r["mode"]: r["wrong"] for r in rows if r["keep"] == 1}
+    unkept = {r["mode"]: r["wrong"] for r in rows if r["keep"] == 0}
+    return {"kept_wrong": kept["yield"] + kept["sleep"], "unkept_wrong": unkept["yield"] + unkept["sleep"],
+            "hooked_wrong": unkept["hooked-sleep"] + kept["hooked-sleep"], "checks": 2 * rows[0]["checks"]}
+
+
+def nonintrusive_evidence(mc: dict | None) -> dict:
+    """Evidence of nonintrusive-client from nonintrusive(); None when libmemcached is missing."""
+    from .stats import ratio_samples
+
+    if mc is None:
+        return {"skipped": f"needs {memcached_missing()}"}
+    return {"speedup": ratio_samples(mc["coroutines 64"], mc["sequential"]),
+            "coroutines_ops": mc["coroutines 64"], "sequential_ops": mc["sequential"],
+            "threads_ops": mc["threads 64"]}

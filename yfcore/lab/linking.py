@@ -30,8 +30,7 @@ __all__ = [
     "dlopen_counts",
     "ARCHIVE_FIXES",
     "archive_pull",
-    "hook_intra_libc",
-]
+    "hook_intra_libc", "pc32_evidence", "link_cost_evidence", "intra_libc_evidence", "dlopen_evidence", "archive_evidence"]
 
 # How link_pc32.S writes its two references (see the header of that file).
 PC32_VARIANTS = {
@@ -468,3 +467,64 @@ def hook_intra_libc(delay_ms: int = 50) -> dict:
             "worker_calls": sum(1 for tid, _ in lcalls if tid != main_tid),
         },
     }
+
+
+# ---- evidence for the verdicts (named after the rules' variables) ---------------
+
+_PC32_MESSAGE = "relocation R_X86_64_PC32 against symbol"
+
+
+def pc32_evidence(pc32: dict, rt: dict) -> dict:
+    """Evidence of pc32-relocation from {variant: pc32_build(variant)} and runtime_shared()."""
+    call, data = pc32["2016 call: R_X86_64_PC32 to a global"], pc32["bad: movq sym(%rip) to a global"]
+    fixes = [v for v in pc32 if v.startswith("fix:")]
+    runs = bool(rt["linked"] and not rt["textrel"] and rt["finished"] == rt["n"])
+    return {"call_fails": int(not call["linked"] and _PC32_MESSAGE in call["message"]),
+            "data_fails": int(not data["linked"] and _PC32_MESSAGE in data["message"]),
+            "fixes_run": sum(bool(pc32[v]["linked"] and pc32[v]["entry"] == 1042) for v in fixes),
+            "fixes": len(fixes), "runtime_runs": int(runs),
+            "call_outcome": "linked" if call["linked"] else "refused",
+            "data_outcome": "linked" if data["linked"] else "refused",
+            "runtime_outcome": "links and runs" if runs else "FAILS"}
+
+
+def link_cost_evidence(cost: dict) -> dict:
+    """Evidence of link-cost from link_cost(): round trips per round over the static build's."""
+    from .stats import ratio_samples
+
+    static = cost["static"]["switch_ns"]["samples"]
+    hooked = ("close(-1) through the hooks " + ", ".join(f"{k} {cost[k]['hooked_ns']['median']:.0f} ns" for k in cost)
+              if "hooked_ns" in cost["static"] else "the hooked call was not measured (no hook layer)")
+    return {"plt_ratio": ratio_samples(cost["plt"]["switch_ns"]["samples"], static),
+            "noplt_ratio": ratio_samples(cost["noplt"]["switch_ns"]["samples"], static),
+            "static_call_ns": cost["static"]["call_ns"], "plt_call_ns": cost["plt"]["call_ns"], "hooked": hooked}
+
+
+def intra_libc_evidence(gai: dict) -> dict:
+    """Evidence of hook-intra-libc from hook_intra_libc()."""
+    if "skipped" in gai:
+        return {"skipped": gai["skipped"]}
+    plain, loop = gai["plain"], gai["loop"]
+    return {"inner_hooked": plain["inner_hooked"], "strace_calls": len(plain["strace_calls"]),
+            "cooperative": int(loop["ticks_hooked"] > 0 and loop["ticks_real"] == 0),
+            "hooked_ran": "yes" if loop["ticks_hooked"] > 0 else "no",
+            "real_ran": "as expected" if loop["ticks_real"] == 0 else "it DID"}
+
+
+def dlopen_evidence(dl: dict, n_calls: int) -> dict:
+    """Evidence of dlopen-no-interpose from dlopen_counts(n_calls)."""
+    def both(mode):
+        return dl[mode]["program"] + dl[mode]["other_library"]
+    return {"local_calls": both("dlopen RTLD_LOCAL"), "global_calls": both("dlopen RTLD_GLOBAL"),
+            "python_calls": dl["Python ctypes.CDLL"]["program"], "preload_calls": both("LD_PRELOAD"),
+            "expected": 2 * n_calls, "n_calls": n_calls}
+
+
+def archive_evidence(pull: dict, n_calls: int) -> dict:
+    """Evidence of static-archive-pull from archive_pull(n_calls)."""
+    as_is = pull["archive as is"]
+    fixed = [f for f in pull if f != "archive as is"]
+    return {"linked_as_is": int(as_is["nm_getpid"]),
+            "fixes_hooked": sum(pull[f]["hook_calls"] == n_calls for f in fixed), "fixes": len(fixed),
+            "nm_says": "shows" if as_is["nm_getpid"] else "lacks", "as_is_calls": max(as_is["hook_calls"], 0),
+            "n_calls": n_calls, "fix_calls": ", ".join(f"{f}: {pull[f]['hook_calls']}" for f in fixed)}

@@ -1,7 +1,9 @@
-"""Plots of summaries with one look across notebooks: median, with a min..max bar."""
+"""Plots with one look across notebooks: summaries (median, with a min..max
+bar), and the pictures drawn from live data (stack slots, the chunk ring,
+the wheel's levels)."""
 from .stats import _num
 
-__all__ = ["bars", "hbars", "lines", "slots"]
+__all__ = ["bars", "hbars", "lines", "slots", "ring", "burst_timeline", "wheel_occupancy", "lateness"]
 
 _FIGSIZE = (6.4, 3.6)
 
@@ -34,6 +36,11 @@ def bars(summaries: dict[str, dict], unit: str, title: str, log: bool = False, a
     colors = [f"C{i}" for i in range(len(names))]
     container = ax.bar(names, med, yerr=err, capsize=4, color=colors, error_kw={"elinewidth": 1})
     ax.bar_label(container, labels=[_num(m) for m in med], padding=2, fontsize=9)
+    # Long or many names would overlap on a horizontal axis.
+    if len(names) > 4 or max(map(len, names)) > 10:
+        ax.tick_params(axis="x", labelrotation=30)
+        for label in ax.get_xticklabels():
+            label.set_horizontalalignment("right")
     if log:
         ax.set_yscale("log")
     ax.set_ylabel(unit)
@@ -130,3 +137,102 @@ def hbars(summaries: dict[str, dict], unit: str, title: str, log: bool = False, 
     ax.grid(axis="x", alpha=0.3)
     ax.set_axisbelow(True)
     return ax
+
+
+def ring(lay: dict, title: str = "the chunk ring, live", ax=None):
+    """Draw SockBuf.layout() as a ring of slots: data chunks, reserved
+    space, spare chunks, empty slots; head, cursor and tail marked. Returns the Axes."""
+    import math
+
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Wedge
+
+    from .socket_buffer import chunk_state
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5.2, 5.2), layout="constrained")
+    cap, cs = lay["ring_cap"], lay["chunk_size"]
+    colors = {"data": "C0", "reserved": "C2", "spare": "0.75", "empty": "white"}
+    by_slot = {(lay["first"] + i) % cap: chunk_state(lay, i) for i in range(len(lay["addrs"]))}
+    step = 360 / cap
+    for s in range(cap):
+        st = by_slot.get(s, "empty")
+        ax.add_patch(Wedge((0, 0), 1.0, 90 - (s + 1) * step, 90 - s * step, width=0.35,
+                           facecolor=colors[st], edgecolor="0.3", linewidth=0.8))
+    for name, pos, r in (("head", 0, 1.12), ("cursor", lay["cursor"], 1.22), ("tail", lay["size"], 1.32)):
+        absn = lay["head"] + pos
+        chunk, off = divmod(absn, cs)
+        ang = math.radians(90 - ((lay["first"] + chunk) % cap + off / cs) * step)
+        ax.plot([0.65 * math.cos(ang), r * math.cos(ang)], [0.65 * math.sin(ang), r * math.sin(ang)], color="k",
+                linewidth=1)
+        ax.annotate(name, (r * math.cos(ang), r * math.sin(ang)), ha="center", va="center", fontsize=9)
+    for st, c in colors.items():
+        ax.scatter([], [], color=c, edgecolor="0.3", marker="s", label=st)
+    ax.legend(loc="center", frameon=False, fontsize=9)
+    ax.set_xlim(-1.5, 1.5)
+    ax.set_ylim(-1.5, 1.5)
+    ax.set_aspect("equal")
+    ax.axis("off")
+    ax.set_title(title)
+    return ax
+
+
+def burst_timeline(trace: dict, ax=None):
+    """Bytes held (size) and chunk memory (capacity) per step of burst(), the burst shaded."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.4, 3.6), layout="constrained")
+    steps = range(len(trace["size"]))
+    ax.plot(steps, [c / 1024 for c in trace["capacity"]], label="capacity (chunks held)", color="C1")
+    ax.plot(steps, [s / 1024 for s in trace["size"]], label="size (bytes buffered)", color="C0")
+    ax.axvspan(trace["burst_start"], trace["burst_end"], color="0.9", label="burst")
+    ax.set_xlabel("step")
+    ax.set_ylabel("KiB")
+    ax.set_title(f"memory through a burst ({trace['chunk_size']}-byte chunks)")
+    ax.spines[["top", "right"]].set_visible(False)
+    ax.legend(frameon=False)
+    return ax
+
+
+def wheel_occupancy(occ, bits, now: int, title: str = "timers per slot"):
+    """One row per level, one cell per slot, colour = timers in it (log
+    scale); a line marks the slot holding `now` on each level."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+    from matplotlib.colors import LogNorm
+
+    fig, axes = plt.subplots(len(bits), 1, figsize=(8, 0.9 * len(bits) + 0.8), layout="constrained",
+                             squeeze=False)
+    shift = 0
+    vmax = max(1, int(occ.max()))
+    for i, b in enumerate(bits):
+        ax = axes[i][0]
+        row = occ[i, : 1 << b].astype(float)
+        im = ax.imshow(np.where(row > 0, row, np.nan)[None, :], aspect="auto", cmap="viridis",
+                       norm=LogNorm(1, vmax), interpolation="nearest")
+        ax.axvline((now >> shift) & ((1 << b) - 1), color="red", lw=1)
+        ax.set_yticks([])
+        ax.set_ylabel(f"level {i}\n{1 << shift} t/slot", rotation=0, ha="right", va="center", fontsize=8)
+        shift += b
+    axes[-1][0].set_xlabel("slot (red: now)")
+    fig.colorbar(im, ax=[a[0] for a in axes], label="timers", shrink=0.8)
+    fig.suptitle(title)
+    return fig
+
+
+def lateness(ms, title: str = "lateness of loop timers under load"):
+    """Histogram of lateness (log count), with the zero line: nothing may lie left of it."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(6.4, 3.6), layout="constrained")
+    lo = min(0.0, float(ms.min()))
+    ax.hist(ms, bins=np.linspace(lo, float(ms.max()) + 1e-9, 60), color="C0")
+    ax.axvline(0, color="red", lw=1, label="asked time (earlier = early)")
+    ax.set_yscale("log")
+    ax.set_xlabel("wake-up minus asked time (ms)")
+    ax.set_ylabel("sleeps")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    return fig

@@ -7,7 +7,11 @@ import subprocess
 
 from .paths import env_flag, root
 
-__all__ = ["provenance"]
+__all__ = ["provenance", "git_state", "DirtyTreeError"]
+
+
+class DirtyTreeError(RuntimeError):
+    """The checkout has uncommitted changes, so its results cannot name the code that made them."""
 
 
 def _cpu() -> str:
@@ -60,20 +64,42 @@ def _version() -> str:
         return yfcore.__version__
 
 
-def _git() -> str:
+def git_state() -> dict:
+    """{"commit": full hash or "unknown", "dirty": uncommitted changes to tracked files}."""
     try:
         where = root()
     except RuntimeError:
-        return "unknown"
-    return _first_line(["git", "describe", "--always", "--dirty"], cwd=where)
+        return {"commit": "unknown", "dirty": False}
+    commit = _first_line(["git", "rev-parse", "HEAD"], cwd=where)
+    try:
+        cp = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                            text=True, cwd=where, timeout=30)
+        dirty = cp.returncode != 0 or bool(cp.stdout.strip())
+    except (OSError, subprocess.TimeoutExpired):
+        dirty = True
+    return {"commit": commit, "dirty": dirty}
+
+
+def _git() -> tuple[str, bool]:
+    # A reference run pins the commit it started from ($YF_GIT_COMMIT, set by
+    # report.run): its own writes to notebooks/ and data/reference/ must not
+    # make later notebooks of the same run look dirty.
+    pinned = os.environ.get("YF_GIT_COMMIT")
+    if pinned:
+        return pinned, pinned.endswith("-dirty")
+    st = git_state()
+    return st["commit"] + ("-dirty" if st["dirty"] else ""), st["dirty"]
 
 
 def provenance(quick: bool | None = None) -> dict:
     """Describe where and how a result was measured.
 
-    Keys: cpu, cores, kernel, compiler, cflags, python, yfcore, git, date
-    (UTC, ISO-8601 to the second) and quick (defaults to $YF_QUICK).
+    Keys: cpu, cores, kernel, compiler, cflags, python, yfcore, git (the
+    commit, "-dirty" appended when tracked files had uncommitted changes),
+    dirty, date (UTC, ISO-8601 to the second) and quick (defaults to
+    $YF_QUICK).
     """
+    git, dirty = _git()
     return {
         "cpu": _cpu(),
         "cores": os.cpu_count(),
@@ -82,7 +108,8 @@ def provenance(quick: bool | None = None) -> dict:
         "cflags": _cflags(),
         "python": platform.python_version(),
         "yfcore": _version(),
-        "git": _git(),
+        "git": git,
+        "dirty": dirty,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "quick": env_flag("YF_QUICK") if quick is None else bool(quick),
     }

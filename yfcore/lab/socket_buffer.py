@@ -22,13 +22,14 @@ import struct
 import subprocess
 import time
 
-from .bench import interleaved, quick as _quick_env
+from .bench import interleaved, quick as _quick_env, sizes as _sizes
 from .provenance import provenance
 from .stats import summary
 from .toolchain import compile_program
 
-__all__ = ["STREAM", "sizes", "stream_yf", "stream_bytearray", "stream_ceiling", "stream", "chunk_sweep",
-           "predicted_copies", "burst", "burst_verdict", "ring_text", "ring_picture", "timeline_plot"]
+__all__ = ["STREAM", "stream_yf", "stream_bytearray", "stream_ceiling", "stream", "chunk_sweep",
+           "predicted_copies", "burst", "burst_verdict", "ring_text", "chunk_state",
+           "speed_bars", "few_copies_evidence", "elastic_evidence"]
 
 # Message sizes (uniform, inclusive), bytes per readv / recv_into, and the
 # longest message either consumer accepts.
@@ -37,12 +38,6 @@ __all__ = ["STREAM", "sizes", "stream_yf", "stream_bytearray", "stream_ceiling",
 STREAM = {"min": 16, "max": 1024, "recv_max": 1 << 20, "max_len": 1 << 20}
 CHUNK = 16384
 
-
-def sizes(quick: bool | None = None) -> dict:
-    """Messages per round, and the burst experiment's steps; quick mode is smaller."""
-    q = _quick_env() if quick is None else quick
-    return {"messages": 40_000 if q else 200_000, "sweep_messages": 20_000 if q else 100_000,
-            "steady_steps": 200 if q else 400, "burst_steps": 60 if q else 120}
 
 
 def _feeder():
@@ -184,7 +179,7 @@ def stream(quick: bool | None = None, progress: bool = False, rounds: int | None
     round read the same stream (same feeder seed). With `ceiling`, a third
     system "recv only" (stream_ceiling: no parsing) shows what the socket
     itself delivers, in payload MB/s."""
-    n = sizes(quick)["messages"]
+    n = _sizes("sbuf", quick)["messages"]
     fns = {"yf": stream_yf, "bytearray": stream_bytearray}
     if ceiling:
         fns["recv only"] = stream_ceiling
@@ -210,7 +205,7 @@ def stream(quick: bool | None = None, progress: bool = False, rounds: int | None
         # interleaved's warm-up round is discarded: drop its copy count too.
         cp = copies[name][-len(xs):]
         if cp[0] is not None:
-            out[name]["copied_per_byte"] = summary(cp)
+            out[name]["copied_per_byte"] = summary(cp) | {"samples": cp}
         out[name]["samples"] = xs
     out["provenance"] = provenance(quick=quick)
     return out
@@ -233,7 +228,7 @@ def chunk_sweep(chunk_sizes=(1024, 4096, 16384, 65536), quick: bool | None = Non
     """copied_per_byte and MB/s of the yf consumer for each chunk size
     (interleaved rounds, one seed per round): {chunk_size: {"copied_per_byte":
     summary, "mb_per_s": summary}}."""
-    n = sizes(quick)["sweep_messages"]
+    n = _sizes("sbuf", quick)["sweep_messages"]
     got = {c: [] for c in chunk_sizes}
     state = {"seed": 1000}
 
@@ -275,7 +270,7 @@ def burst(quick: bool | None = None, chunk_size: int = 4096, seed: int = 6) -> d
 
     from ..sbuf import SockBuf
 
-    z = sizes(quick)
+    z = _sizes("sbuf", quick)
     steady, bsteps = z["steady_steps"], z["burst_steps"]
     rng = random.Random(seed)
     a, b = socket.socketpair()
@@ -322,9 +317,7 @@ def burst_verdict(trace: dict) -> dict:
             "drained": int(trace["messages"] == trace["sent"])}
 
 
-# ---- pictures -----------------------------------------------------------------
-
-def _state(lay: dict, i: int) -> str:
+def chunk_state(lay: dict, i: int) -> str:
     cs, head = lay["chunk_size"], lay["head"]
     start = i * cs
     tail = head + lay["size"]
@@ -347,59 +340,30 @@ def ring_text(lay: dict) -> str:
             absn = lay["head"] + pos
             if absn // cs == i or (name == "tail" and absn == (i + 1) * cs and i == len(lay["addrs"]) - 1):
                 marks.append(f"{name}@{absn - i * cs}")
-        lines.append(f"slot {slot:>3}  chunk {i:>3}  0x{addr:012x}  {_state(lay, i):<8} {' '.join(marks)}")
+        lines.append(f"slot {slot:>3}  chunk {i:>3}  0x{addr:012x}  {chunk_state(lay, i):<8} {' '.join(marks)}")
     return "\n".join(lines)
 
 
-def ring_picture(lay: dict, title: str = "the chunk ring, live", ax=None):
-    """Draw SockBuf.layout() as a ring of slots: data chunks, reserved
-    space, spare chunks, empty slots; head, cursor and tail marked. Returns the Axes."""
-    import math
+def speed_bars(result: dict) -> list[tuple[str, float, str]]:
+    """The project's speed bars on one stream() result: (bar, measured, wanted)."""
+    from .stats import ratio
 
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import Wedge
-
-    if ax is None:
-        _, ax = plt.subplots(figsize=(5.2, 5.2), layout="constrained")
-    cap, cs = lay["ring_cap"], lay["chunk_size"]
-    colors = {"data": "C0", "reserved": "C2", "spare": "0.75", "empty": "white"}
-    by_slot = {(lay["first"] + i) % cap: _state(lay, i) for i in range(len(lay["addrs"]))}
-    step = 360 / cap
-    for s in range(cap):
-        st = by_slot.get(s, "empty")
-        ax.add_patch(Wedge((0, 0), 1.0, 90 - (s + 1) * step, 90 - s * step, width=0.35,
-                           facecolor=colors[st], edgecolor="0.3", linewidth=0.8))
-    for name, pos, r in (("head", 0, 1.12), ("cursor", lay["cursor"], 1.22), ("tail", lay["size"], 1.32)):
-        absn = lay["head"] + pos
-        chunk, off = divmod(absn, cs)
-        ang = math.radians(90 - ((lay["first"] + chunk) % cap + off / cs) * step)
-        ax.plot([0.65 * math.cos(ang), r * math.cos(ang)], [0.65 * math.sin(ang), r * math.sin(ang)], color="k",
-                linewidth=1)
-        ax.annotate(name, (r * math.cos(ang), r * math.sin(ang)), ha="center", va="center", fontsize=9)
-    for st, c in colors.items():
-        ax.scatter([], [], color=c, edgecolor="0.3", marker="s", label=st)
-    ax.legend(loc="center", frameon=False, fontsize=9)
-    ax.set_xlim(-1.5, 1.5)
-    ax.set_ylim(-1.5, 1.5)
-    ax.set_aspect("equal")
-    ax.axis("off")
-    ax.set_title(title)
-    return ax
+    return [
+        ("yf MB/s over bytearray's", ratio(result["yf"]["samples"], result["bytearray"]["samples"])["median"],
+         ">= 3"),
+        ("yf bytes copied per byte delivered", result["yf"]["copied_per_byte"]["median"], "<= 0.1"),
+    ]
 
 
-def timeline_plot(trace: dict, ax=None):
-    """Bytes held (size) and chunk memory (capacity) per step of burst(), the burst shaded."""
-    import matplotlib.pyplot as plt
+# ---- evidence for the verdicts (named after the rules' variables) ---------------
 
-    if ax is None:
-        _, ax = plt.subplots(figsize=(6.4, 3.6), layout="constrained")
-    steps = range(len(trace["size"]))
-    ax.plot(steps, [c / 1024 for c in trace["capacity"]], label="capacity (chunks held)", color="C1")
-    ax.plot(steps, [s / 1024 for s in trace["size"]], label="size (bytes buffered)", color="C0")
-    ax.axvspan(trace["burst_start"], trace["burst_end"], color="0.9", label="burst")
-    ax.set_xlabel("step")
-    ax.set_ylabel("KiB")
-    ax.set_title(f"memory through a burst ({trace['chunk_size']}-byte chunks)")
-    ax.spines[["top", "right"]].set_visible(False)
-    ax.legend(frameon=False)
-    return ax
+def few_copies_evidence(res: dict) -> dict:
+    """Evidence of sbuf-few-copies from stream()."""
+    return {"yf_copies": res["yf"]["copied_per_byte"], "bytearray_copies": res["bytearray"]["copied_per_byte"],
+            "chunk_size": CHUNK, "min_len": STREAM["min"], "max_len": STREAM["max"]}
+
+
+def elastic_evidence(trace: dict) -> dict:
+    """Evidence of sbuf-elastic from burst()."""
+    v = burst_verdict(trace)
+    return {k: v[k] for k in ("before", "peak", "after", "after_over_before", "peak_over_before", "drained")}

@@ -1,8 +1,12 @@
-"""Stack-guard experiments (notebook 02): build the guard programs, run them, parse what they say."""
+"""Notebook 02, stack guards: build the guard programs, run them, parse what
+they say; what a stack costs with and without a guard."""
 import mmap
 import re
 import signal
 
+from .bench import STACK, interleaved, sizes
+from .context_switch import checked_ns
+from .stats import summaries
 from .toolchain import compile_program, describe_exit, json_lines, run_program
 
 __all__ = [
@@ -12,7 +16,7 @@ __all__ = [
     "overflow",
     "scale",
     "regions_supported",
-]
+    "stack_costs", "sign_bug_evidence", "overflow_evidence", "guard_cost_evidence", "guard_scale_evidence"]
 
 # The runtime's guard-hit report; the text after the fault address may change.
 REPORT_RE = re.compile(
@@ -167,3 +171,59 @@ def scale(mode: str, count: int, stack_size: int = 16384, *, timeout: float = 60
 def regions_supported() -> bool:
     """True when the runtime's default guards on this kernel are MADV_GUARD_INSTALL guard regions."""
     return bool(scale("regions", 0)["supported"])
+
+
+def stack_costs(quick: bool | None = None, rounds: int | None = None, progress: bool = False) -> dict:
+    """ns to get, touch and give back one stack: mmap + guard + munmap (mprotect
+    and, where the kernel has them, guard regions), the runtime's pool, malloc."""
+    from ..labkernels import lib
+    from ..runtime import guard_regions_supported
+
+    n = sizes("switch", quick)
+    ns, nm = n["stack"], n["stack_mmap"]
+    comp = {
+        "mmap + mprotect guard": lambda: checked_ns(lib.yf_bench_stack_mmap(nm, STACK, 0), "mmap") / nm,
+        "pool (guarded, warm)": lambda: checked_ns(lib.yf_bench_stack_pool(ns, STACK), "pool") / ns,
+        "malloc (no guard)": lambda: checked_ns(lib.yf_bench_stack_malloc(ns, STACK), "malloc") / ns,
+    }
+    if guard_regions_supported():
+        comp["mmap + guard region"] = lambda: checked_ns(lib.yf_bench_stack_mmap(nm, STACK, 1), "mmap") / nm
+    return summaries(interleaved(comp, rounds=rounds, progress=progress))
+
+
+# ---- evidence for the verdicts (named after the rules' variables) ---------------
+
+def sign_bug_evidence(sb: dict) -> dict:
+    """Evidence of guard-sign-bug from sign_bug()."""
+    return {"buggy_offset": sb["buggy_offset"], "buggy_rc": sb["buggy_rc"], "fixed_rc": sb["fixed_rc"],
+            "buggy_write_ok": int(sb["buggy_child"] == "exit:0"),
+            "fixed_write_faults": int(sb["fixed_child"] == "SIGSEGV"),
+            "buggy_errno": str(sb["buggy_errno"]), "buggy_child": sb["buggy_child"], "fixed_child": sb["fixed_child"]}
+
+
+def overflow_evidence(hit: dict, silent: dict) -> dict:
+    """Evidence of guard-catches-overflow from overflow("guard") and overflow("noguard")."""
+    caught = hit["signal"] == "SIGSEGV" and hit["named_id"] == hit["printed_id"] and bool(hit["fault_in_b_guard"])
+    return {"caught": int(caught), "corrupted_bytes": silent["victim_bytes_changed"],
+            "guarded_exit": hit["exit"], "named_id": hit["named_id"], "unguarded_exit": silent["exit"],
+            "victim_bytes": silent["victim_bytes"]}
+
+
+def guard_cost_evidence(cap: dict, costs: dict) -> dict:
+    """Evidence of guard-cost from scale("mprotect", ...) and stack_costs()."""
+    from .stats import ratio_samples
+
+    capped = cap["errno"] == "ENOMEM" and abs(cap["created"] - cap["max_map_count"] / 2) < 0.01 * cap["max_map_count"]
+    return {"maps_per_stack": cap["maps_per_stack"], "capped": int(capped),
+            "pool_speedup": ratio_samples(costs["mmap + mprotect guard"]["samples"],
+                                          costs["pool (guarded, warm)"]["samples"]),
+            "created": cap["created"], "max_map_count": cap["max_map_count"]}
+
+
+def guard_scale_evidence(big: dict, base: dict, requested: int) -> dict:
+    """Evidence of guard-scale from scale("regions", n) and scale("malloc", n)."""
+    return {"created": big.get("created", 0), "requested": requested,
+            "maps_per_stack": big.get("maps_per_stack", float("inf")),
+            "regions": "supported" if big.get("supported") else "NOT supported by this kernel",
+            "maps_after": big.get("maps_after", -1), "rss_per_co": big.get("rss_per_co", float("nan")),
+            "malloc_rss_per_co": base.get("rss_per_co", float("nan"))}

@@ -2,7 +2,7 @@
 import statistics
 from collections.abc import Iterable, Sequence
 
-__all__ = ["summary", "fmt", "quantity", "ratio", "ratio_samples", "table"]
+__all__ = ["summary", "summaries", "fmt", "quantity", "ratio", "ratio_samples", "table"]
 
 
 def summary(values: Iterable[float]) -> dict:
@@ -14,6 +14,11 @@ def summary(values: Iterable[float]) -> dict:
     if not xs:
         raise ValueError("summary() needs at least one value")
     return {"median": statistics.median(xs), "min": min(xs), "max": max(xs), "n": len(xs)}
+
+
+def summaries(samples: dict[str, list[float]]) -> dict[str, dict]:
+    """{name: summary(xs) with its "samples"} of interleaved() output."""
+    return {name: summary(xs) | {"samples": list(xs)} for name, xs in samples.items()}
 
 
 def _num(x: float) -> str:
