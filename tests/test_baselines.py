@@ -7,14 +7,14 @@ and the placement program puts frames and code where it says it does.
 import pytest
 
 from yfcore.labkernels import boost_context_path, ffi, lib
-from yfcore.lab import benchmarks
+from yfcore.lab import context_switch
 
 BOOST = boost_context_path()
-STACK = benchmarks.STACK
+STACK = context_switch.STACK
 
 
 def _rows(kind):
-    rows = benchmarks.SWITCH_ROWS if kind == "switch" else benchmarks.CREATE_ROWS
+    rows = context_switch.SWITCH_ROWS if kind == "switch" else context_switch.CREATE_ROWS
     return {name: getattr(lib, const) for name, (const, _) in rows.items()
             if BOOST or not name.startswith("boost")}
 
@@ -56,8 +56,8 @@ def test_malloc_stacks_scheduler():
 @pytest.mark.parametrize("kind", ["switch", "create"])
 def test_standalone_reports_the_same_rows(kind):
     rounds = 2
-    inproc = benchmarks.fair(kind, quick=True, rounds=rounds, calibration_rounds=1)
-    alone = benchmarks.standalone(kind, quick=True, rounds=rounds, calibration_rounds=1)
+    inproc = context_switch.fair(kind, quick=True, rounds=rounds, calibration_rounds=1)
+    alone = context_switch.standalone(kind, quick=True, rounds=rounds, calibration_rounds=1)
     assert set(inproc) - {"provenance"} == set(alone)
     for name, row in alone.items():
         if "skipped" in row:
@@ -68,12 +68,12 @@ def test_standalone_reports_the_same_rows(kind):
         assert 0 <= row["placement"] < lib.YF_BENCH_PLACEMENTS
         best = (min if kind == "switch" else max)(row["by_placement"])
         assert row["by_placement"][row["placement"]] == best
-    assert set(benchmarks.agreement(inproc, alone)) == {n for n, r in alone.items() if "skipped" not in r}
+    assert set(context_switch.agreement(inproc, alone)) == {n for n, r in alone.items() if "skipped" not in r}
 
 
 def test_placement_stack_puts_frames_where_asked():
     distances = [0, 16, 48, -16, 2048]
-    cells = benchmarks.placement_experiment("stack", n=50, rounds=2, copy=3, distances=distances)
+    cells = context_switch.placement_experiment("stack", n=50, rounds=2, copy=3, distances=distances)
     systems = {c["system"] for c in cells}
     assert {"yf_raw", "yf_raw_fpfast", "yf_raw_ret", "yf_raw_fpfast_ret"} <= systems
     assert ("boost_fcontext" in systems) == bool(BOOST)
@@ -83,7 +83,7 @@ def test_placement_stack_puts_frames_where_asked():
 
 
 def test_placement_code_moves_the_loop():
-    cells = benchmarks.placement_experiment("code", n=50, rounds=1)
+    cells = context_switch.placement_experiment("code", n=50, rounds=1)
     by_system = {}
     for c in cells:
         by_system.setdefault(c["system"], []).append(c)
@@ -96,10 +96,10 @@ def test_placement_code_moves_the_loop():
 
 @pytest.mark.skipif(not BOOST, reason="libboost_context not found (apt-get install libboost-context-dev)")
 def test_placement_edits():
-    cells = benchmarks.placement_experiment("edits", n=50, rounds=1)
+    cells = context_switch.placement_experiment("edits", n=50, rounds=1)
     assert len(cells) == 8 and all(c["system"] == "boost_fcontext" for c in cells)
 
 
 def test_placement_experiment_names():
     with pytest.raises(ValueError, match="experiment"):
-        benchmarks.placement_experiment("heap")
+        context_switch.placement_experiment("heap")
