@@ -646,3 +646,66 @@ int64_t yf_sbuf_take_msgs(yf_sbuf *sb, int64_t n, size_t max_len, uint64_t *sum,
     yf_sbuf_consume(sb);
     return k;
 }
+
+int64_t yf_sbuf_frames(yf_sbuf *sb, int64_t max, size_t max_len, const void **base, uint32_t *off,
+                       uint32_t *len, size_t *span)
+{
+    if (max < 0 || max_len > UINT32_MAX || !base || !span || (max > 0 && (!off || !len))) {
+        errno = EINVAL;
+        return -1;
+    }
+    /* The previous batch is done with: its bytes go now, so the views the
+     * caller gets below stay valid until the next consume. */
+    yf_sbuf_consume(sb);
+    *base = NULL;
+    *span = 0;
+    size_t region_end = 0;      /* absolute end of the chunk the batch lies in */
+    size_t base_abs = 0;
+    int64_t k = 0;
+    while (k < max && sb->size - sb->cursor >= 4) {
+        size_t abs = sb->head + sb->cursor;
+        /* After the first message, the batch takes only what lies wholly in
+         * its chunk: one contiguous region, offsets from one base. */
+        if (k > 0 && abs + 4 > region_end)
+            break;
+        unsigned char hdr[4];
+        const unsigned char *h;
+        if (yf_sbuf_peek(sb, 4, (const void **)&h, hdr) < 0)
+            return -1;
+        size_t n = (size_t)h[0] | (size_t)h[1] << 8 | (size_t)h[2] << 16 | (size_t)h[3] << 24;
+        if (n > max_len) {
+            errno = EMSGSIZE;
+            return k ? k : -1;
+        }
+        if (sb->size - sb->cursor - 4 < n)
+            break;
+        size_t pabs = abs + 4;
+        if (k == 0) {
+            if ((pabs & (sb->cs - 1)) + n <= sb->cs || n == 0) {
+                base_abs = pabs;
+                *base = n ? at(sb, pabs) : NULL;
+                region_end = (pabs & ~(sb->cs - 1)) + sb->cs;
+            } else {
+                /* A payload across chunks is copied alone into scratch. */
+                if (scratch_fit(sb, n) != 0)
+                    return -1;
+                copy_out(sb, pabs, sb->scratch, n);
+                sb->st.copied += n;
+                *base = sb->scratch;
+                off[0] = 0;
+                len[0] = (uint32_t)n;
+                *span = n;
+                sb->cursor += 4 + n;
+                return 1;
+            }
+        } else if (pabs + n > region_end) {
+            break;
+        }
+        off[k] = (uint32_t)(pabs - base_abs);
+        len[k] = (uint32_t)n;
+        *span = pabs + n - base_abs;
+        sb->cursor += 4 + n;
+        k++;
+    }
+    return k;
+}

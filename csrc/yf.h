@@ -388,6 +388,19 @@ size_t yf_sbuf_layout(const yf_sbuf *sb, uint64_t info[6], uint64_t *addr, size_
  * when the first length at the cursor is over max_len (nothing consumed, the
  * cursor stays on it), EINVAL, ENOMEM. */
 int64_t yf_sbuf_take_msgs(yf_sbuf *sb, int64_t n, size_t max_len, uint64_t *sum, uint64_t *bytes);
+/* Batch access to the same messages for a consumer that takes many at once
+ * (numpy): first consumes what lies before the cursor, then takes up to max
+ * whole messages from it whose payloads lie in one chunk. *base points at
+ * the first payload, off[i] and len[i] locate payload i from *base, *span is
+ * the bytes from *base to the end of the last one, and the cursor moves past
+ * them. A first payload across chunks is copied alone into the buffer's
+ * scratch (counted in copied) and returned as a batch of one. The memory
+ * stays valid until the next call, consume, truncate or free. Returns the
+ * count (0: no whole message buffered); EMSGSIZE for a length over max_len
+ * when it is the first (else the messages before it are returned), EINVAL
+ * (max_len over 2^32 - 1), ENOMEM. */
+int64_t yf_sbuf_frames(yf_sbuf *sb, int64_t max, size_t max_len, const void **base, uint32_t *off,
+                       uint32_t *len, size_t *span);
 
 /* ======================================================================
  * Event loop (loop.c, io.c): epoll; coroutines wait for fds and time.

@@ -11,7 +11,7 @@ outlive its chunk, so:
 
 * a view keeps the C buffer alive: dropping or garbage-collecting the SockBuf
   while a view exists frees nothing;
-* consume(), truncate(), send_to(), take_messages() and close() may free
+* consume(), truncate(), send_to(), take_messages(), frames() and close() may free
   chunks, so they raise BufferError while any view (or a slice of one) is
   alive, as bytearray does when resized under an export. Release views with
   ``mv.release()``, a ``with`` block, or ``del``.
@@ -382,6 +382,35 @@ class SockBuf(Owned):
                 raise ValueError(f"a message at the cursor is longer than max_len {max_len}")
             raise self._error("take_messages")
         return k, b[0], s[0]
+
+    @guarded
+    def frames(self, n: int = 1024, max_len: int = 1 << 20):
+        """The batch path for length-prefixed messages: consume what lies
+        before the cursor, then return (view, offsets, lengths) for up to n
+        whole messages from it whose payloads share one chunk; payload i is
+        view[offsets[i]:offsets[i] + lengths[i]] (numpy uint32 arrays), and
+        the cursor moves past them. A first payload across two chunks is
+        copied alone (counted in stats()["copied"]) and returned as a batch
+        of one. (memoryview(b""), empty arrays) when no whole message is
+        buffered. BufferError while a view from an earlier call is alive,
+        ValueError for a length over max_len (the cursor stays on it)."""
+        import numpy as np
+
+        sb = self._h
+        n = _int("n", n, 0, 1 << 24)
+        max_len = _int("max_len", max_len, 0, 2**32 - 1)
+        self._may_free("frames()")
+        off = np.empty(n, np.uint32)
+        lens = np.empty(n, np.uint32)
+        base, span = ffi.new("void **"), ffi.new("size_t *")
+        k = lib.yf_sbuf_frames(sb, n, max_len, base, ffi.from_buffer("uint32_t[]", off),
+                               ffi.from_buffer("uint32_t[]", lens), span)
+        if k < 0:
+            if ffi.errno == _errno.EMSGSIZE:
+                raise ValueError(f"a message at the cursor is longer than max_len {max_len}")
+            raise self._error("frames")
+        view = self._view(base[0], span[0], writable=False) if span[0] else memoryview(b"")
+        return view, off[:k], lens[:k]
 
     # ---- inspection --------------------------------------------------------
 

@@ -293,6 +293,61 @@ def nonintrusive(counts=(1, 8, 64, 512), ops: int = 2000, rounds: int = 3, progr
         return interleaved(comp, rounds=rounds, warmup=0, progress=progress)
 
 
+@contextmanager
+def delay_proxy(upstream: int, delay_ms: int):
+    """csrc/programs/delay_proxy.c in front of 127.0.0.1:`upstream`: every
+    request waits `delay_ms` (at most one 1 ms wheel tick more) in the proxy's
+    event loop before it reaches the server. Yields the proxy's port; the
+    proxy is killed on exit."""
+    from .toolchain import compile_program
+
+    _check_count("upstream", upstream)
+    if not isinstance(delay_ms, int) or not 0 <= delay_ms <= 10_000:
+        raise ValueError(f"delay_ms must be an int in 0..10000, got {delay_ms!r}")
+    prog = compile_program("delay_proxy", with_runtime=True)
+    proc = subprocess.Popen([str(prog), str(upstream), str(delay_ms)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        if not line.startswith("{"):
+            proc.kill()
+            raise RuntimeError(f"delay_proxy did not start: {proc.stderr.read().strip()}")
+        yield json_lines(line)[0]["port"]
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def overlapped_waits(delay_ms: int = 1, coroutines: int = 64, ops: int = 64, rounds: int = 7,
+                     progress: bool = False) -> dict:
+    """libmemcached behind delay_proxy (every request held `delay_ms`):
+    one blocking client ("sequential") against `coroutines` coroutines of one
+    thread (hooks preloaded), each client making the same `ops` calls on its
+    own connection, interleaved over `rounds`. With the waits overlapped the
+    coroutines make up to `coroutines` times as many calls per second; run
+    one after the other they make about as many as the sequential client.
+    Returns {"sequential": [ops/s], "coroutines": [ops/s], "ratio": [per round],
+    "rtt_ms": [the sequential client's ms per call], "delay_ms", "coroutine_count", "ops"}."""
+    from .bench import interleaved
+
+    _check_count("coroutines", coroutines, 2)
+    _check_count("ops", ops, 2)
+    _check_count("rounds", rounds)
+    with memcached_server() as port, delay_proxy(port, delay_ms) as pport:
+        def run(mode, k):
+            def f():
+                r = mc_run(pport, mode, k, ops)
+                if r["exit"] != "exit 0" or r.get("failures") or r.get("wrong"):
+                    raise RuntimeError(f"mc_client {mode} {k} behind the delay proxy: {r}")
+                return r["ops_per_s"]
+            return f
+        s = interleaved({"sequential": run("threads", 1), "coroutines": run("coro", coroutines)},
+                        rounds=rounds, warmup=1, progress=progress)
+    return {**s, "ratio": [c / q for c, q in zip(s["coroutines"], s["sequential"])],
+            "rtt_ms": [1e3 / q for q in s["sequential"]],
+            "delay_ms": delay_ms, "coroutine_count": coroutines, "ops": ops}
+
+
 def roundtrip(n: int = 50_000, rounds: int = 7) -> dict[str, list[float]]:
     """hook_bench.c under LD_PRELOAD: ns per send+recv round trip, raw libc
     and hooked, interleaved inside the program; {"raw": [...], "hooked": [...]}."""

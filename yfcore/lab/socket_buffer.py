@@ -1,21 +1,27 @@
-"""Notebook 06 helpers: the message-stream benchmark (yf socket buffer against
-a Python bytearray buffer), the burst experiment, and the chunk-ring picture.
+"""Notebook 06 helpers: the message-stream benchmark (the yf socket buffer
+from C and from Python, against the pure-Python idioms), the copies sweep,
+the burst experiment, and the chunk-ring picture.
 
 The stream: csrc/programs/msg_feeder.c, a separate process, writes n
 length-prefixed messages (4-byte little-endian length, payload of uniform
-random size 16..1024 bytes) to a TCP loopback connection; the consumer parses
-every message and folds len + first + last byte of each payload into a
-checksum, which must equal the feeder's. "Delivered" = payload bytes handed
-to the consumer.
+random size 16..1024 bytes) to a TCP loopback connection; the consumer folds
+len + first + last byte of each payload into a checksum, which must equal
+the feeder's. "Delivered" = payload bytes handed to the consumer. Every
+Python system hands every message to the same fold(); the batch path hands
+each batch to the same fold written in numpy.
 
-* yf: one cffi call, yf_bench_sbuf_stream, alternates readv into reserved
-  chunk memory (yf_sbuf_recv) with parsing in C (yf_sbuf_take_msgs); each
-  payload is handed out by peek, zero-copy unless it straddles two chunks.
-  Copies are the buffer's own counter.
-* bytearray: what a Python user writes: recv_into the free tail of a
-  bytearray, struct.unpack_from for the length, a slice per message (a copy),
-  and a compaction (memmove of the unparsed rest) when the free tail runs
-  short. Copies are counted in Python: every slice and every compaction.
+* yf: one cffi call, yf_bench_sbuf_stream (readv into reserved chunks,
+  parsing in C): the buffer without Python in the loop.
+* sockbuf / sockbuf batch: SockBuf.recv_from, then frames() (the messages
+  of one chunk: one view, numpy offsets and lengths); per message a
+  memoryview slice to fold(), or the batch to one numpy fold.
+* bytearray: recv_into the free tail of one bytearray, memoryview slices to
+  fold() (no copy), the unparsed rest moved to the front when the free tail
+  runs under half; copies = the bytes those moves moved, counted as they
+  happen.
+* asyncio: StreamReader.readexactly; copies counted at feed_data plus the
+  two copies readexactly makes of each byte it returns (its code).
+The yf systems' copies are the buffer's own counter.
 """
 import socket
 import struct
@@ -27,8 +33,9 @@ from .provenance import provenance
 from .stats import summary
 from .toolchain import compile_program
 
-__all__ = ["STREAM", "stream_yf", "stream_bytearray", "stream_ceiling", "stream", "chunk_sweep",
-           "predicted_copies", "burst", "burst_verdict", "ring_text", "chunk_state",
+__all__ = ["STREAM", "SYSTEMS", "fold", "stream_yf", "stream_sockbuf", "stream_bytearray", "stream_asyncio",
+           "stream_ceiling", "stream", "chunk_sweep", "prediction_error", "predicted_copies",
+           "burst", "burst_verdict", "ring_text", "chunk_state",
            "speed_bars", "few_copies_evidence", "elastic_evidence"]
 
 # Message sizes (uniform, inclusive), bytes per readv / recv_into, and the
@@ -106,50 +113,160 @@ def stream_yf(n: int, seed: int = 1, chunk_size: int = CHUNK) -> dict:
             "high_water": st["high_water"]}
 
 
-def _consume_bytearray(conn: socket.socket, n: int, recv_max: int) -> tuple[int, int, int, int]:
-    buf = bytearray(2 * recv_max)
+def fold(msg) -> int:
+    """The one consumer every Python system hands each message to: length +
+    first + last payload byte (messages are never empty here), the
+    feeder's checksum term."""
+    return len(msg) + msg[0] + msg[-1]
+
+
+def _fold_batch(view, offs, lens) -> int:
+    """fold() over a whole batch at once: numpy over one view of the chunk."""
+    import numpy as np
+
+    a = np.frombuffer(view, np.uint8)
+    ends = offs + lens
+    ends -= 1
+    return int(lens.sum()) + int(a.take(offs).sum()) + int(a.take(ends).sum())
+
+
+def _consume_sockbuf(conn, n: int, chunk_size: int, batch: bool) -> tuple[int, int, int, int]:
+    from ..sbuf import SockBuf
+
+    sb = SockBuf(chunk_size)
+    count = total = s = 0
+    recv_max = STREAM["recv_max"]
+    try:
+        while count < n:
+            view, offs, lens = sb.frames(4096, STREAM["max_len"])
+            k = len(offs)
+            if k == 0:
+                del view
+                if sb.recv_from(conn, recv_max) == 0:
+                    raise ConnectionResetError(f"the feeder closed after {count} of {n} messages")
+                continue
+            if batch:
+                s += _fold_batch(view, offs, lens)
+                total += int(lens.sum())
+            else:
+                for o, ln in zip(offs.tolist(), lens.tolist()):
+                    s += fold(view[o:o + ln])
+                    total += ln
+            count += k
+            del view
+        copied = sb.stats()["copied"]
+    finally:
+        sb.close()
+    return count, total, s, copied
+
+
+def _stream_python(who: str, consume, n: int, seed: int) -> dict:
+    feed = _Feed(n, seed)
+    try:
+        t = time.perf_counter_ns()
+        count, total, s, copied = consume(feed.conn)
+        ns = time.perf_counter_ns() - t
+    except BaseException:
+        feed.abort()
+        raise
+    _verify(who, feed.finish(), (count, total, s))
+    return {"mb_per_s": total / ns * 1e3, "copied_per_byte": copied / total, "bytes": total, "ns": ns}
+
+
+def stream_sockbuf(n: int, seed: int = 1, chunk_size: int = CHUNK, batch: bool = False) -> dict:
+    """One round through SockBuf from Python: recv_from (readv into the
+    chunks), frames() for the messages of one chunk at a time, and each
+    payload handed to fold() as a memoryview slice (`batch`: the whole batch
+    to one numpy fold). Copies: the buffer's own counter. Same keys as stream_yf."""
+    return _stream_python("sockbuf batch" if batch else "sockbuf", lambda c: _consume_sockbuf(c, n, chunk_size, batch),
+                          n, seed)
+
+
+def _consume_bytearray(conn: socket.socket, n: int, size: int) -> tuple[int, int, int, int]:
+    # The idiom: one bytearray, recv_into its free tail, messages handed out
+    # as memoryview slices (no copy), and the unparsed rest moved to the
+    # front when the free tail falls under half the buffer. Each such move
+    # is a memmove of `rest` bytes, counted as it happens.
+    buf = bytearray(size)
     mv = memoryview(buf)
-    cap = len(buf)
+    half = size // 2
     unpack = struct.Struct("<I").unpack_from
     r = w = count = total = s = copied = 0
     while count < n:
         while w - r >= 4 and count < n:
             (length,) = unpack(buf, r)
+            if length > size - 4:
+                raise ValueError(f"a {length}-byte message cannot fit a {size}-byte buffer")
             end = r + 4 + length
             if end > w:
                 break
-            msg = buf[r + 4:end]
-            s += length + msg[0] + msg[-1]
-            copied += length
+            s += fold(mv[r + 4:end])
             total += length
             r = end
             count += 1
         if count == n:
             break
-        if cap - w < recv_max:
+        if size - w < half:
             rest = w - r
             mv[:rest] = mv[r:w]
             copied += rest
             r, w = 0, rest
-        got = conn.recv_into(mv[w:w + recv_max])
+        got = conn.recv_into(mv[w:])
         if not got:
             raise ConnectionResetError(f"the feeder closed after {count} of {n} messages")
         w += got
     return count, total, s, copied
 
 
-def stream_bytearray(n: int, seed: int = 1) -> dict:
-    """One round of the stream through the Python bytearray consumer; same keys as stream_yf."""
-    feed = _Feed(n, seed)
-    try:
-        t = time.perf_counter_ns()
-        count, total, s, copied = _consume_bytearray(feed.conn, n, STREAM["recv_max"])
-        ns = time.perf_counter_ns() - t
-    except BaseException:
-        feed.abort()
-        raise
-    _verify("bytearray", feed.finish(), (count, total, s))
-    return {"mb_per_s": total / ns * 1e3, "copied_per_byte": copied / total, "bytes": total, "ns": ns}
+def stream_bytearray(n: int, seed: int = 1, size: int = 2 * STREAM["recv_max"]) -> dict:
+    """One round through the best pure-Python idiom: a `size`-byte bytearray,
+    recv_into its free tail, memoryview slices to fold(), compaction of the
+    unparsed rest when the free tail is under half; copies = the bytes those
+    compactions moved. Same keys as stream_yf."""
+    if size < 2 * (4 + STREAM["max"]):
+        raise ValueError(f"size must hold two of the longest frames ({2 * (4 + STREAM['max'])} bytes), got {size}")
+    return _stream_python("bytearray", lambda c: _consume_bytearray(c, n, size), n, seed)
+
+
+def _consume_asyncio(conn: socket.socket, n: int) -> tuple[int, int, int, int]:
+    import asyncio
+
+    async def main():
+        reader, writer = await asyncio.open_connection(sock=conn)
+        received = 0
+        feed = reader.feed_data
+
+        def counting_feed(data):
+            nonlocal received
+            received += len(data)
+            feed(data)
+
+        # The instance attribute shadows the method the protocol calls: every
+        # chunk the transport read is seen before StreamReader copies it.
+        reader.feed_data = counting_feed
+        count = total = s = 0
+        while count < n:
+            length = int.from_bytes(await reader.readexactly(4), "little")
+            msg = await reader.readexactly(length)
+            s += fold(msg)
+            total += length
+            count += 1
+        writer.transport.abort()
+        # StreamReader (CPython 3.10-3.12) copies each received chunk into its
+        # bytearray (extend), and readexactly(k) returns bytes(buffer[:k]): a
+        # slice and a bytes, two copies of each of the 4 + length bytes read.
+        return count, total, s, received + 2 * (total + 4 * count)
+
+    return asyncio.run(main())
+
+
+def stream_asyncio(n: int, seed: int = 1) -> dict:
+    """One round through asyncio streams: readexactly(4), then
+    readexactly(length), each message (bytes) to fold(). Copies: the bytes
+    fed to the StreamReader (counted) plus two per byte readexactly returns
+    (read from CPython's StreamReader code, not counted by a probe). Same
+    keys as stream_yf."""
+    return _stream_python("asyncio", lambda c: _consume_asyncio(c, n), n, seed)
 
 
 def stream_ceiling(n: int, seed: int = 1) -> dict:
@@ -172,15 +289,29 @@ def stream_ceiling(n: int, seed: int = 1) -> dict:
     return {"mb_per_s": want[1] / ns * 1e3, "bytes": want[1], "ns": ns}
 
 
+SYSTEMS = {
+    "yf": stream_yf,
+    "sockbuf": stream_sockbuf,
+    "sockbuf batch": lambda n, seed: stream_sockbuf(n, seed, batch=True),
+    "bytearray": stream_bytearray,
+    "asyncio": stream_asyncio,
+}
+
+
 def stream(quick: bool | None = None, progress: bool = False, rounds: int | None = None,
-           ceiling: bool = False) -> dict:
+           ceiling: bool = False, systems=tuple(SYSTEMS)) -> dict:
     """`yfcore bench sbuf`: MB/s of payload delivered and bytes copied per byte
-    delivered, yf against bytearray, interleaved rounds; the consumers of one
-    round read the same stream (same feeder seed). With `ceiling`, a third
-    system "recv only" (stream_ceiling: no parsing) shows what the socket
-    itself delivers, in payload MB/s."""
+    delivered, for each system of SYSTEMS (yf: the C consumer; sockbuf: SockBuf
+    from Python, each message to fold(); sockbuf batch: one numpy fold per
+    batch; bytearray: the pure-Python idiom; asyncio: StreamReader),
+    interleaved rounds; the systems of one round read the same stream (same
+    feeder seed). With `ceiling`, "recv only" (stream_ceiling: no parsing)
+    shows what the socket itself delivers, in payload MB/s."""
     n = _sizes("sbuf", quick)["messages"]
-    fns = {"yf": stream_yf, "bytearray": stream_bytearray}
+    unknown = [x for x in systems if x not in SYSTEMS]
+    if unknown:
+        raise ValueError(f"unknown systems {unknown}; known: {', '.join(SYSTEMS)}")
+    fns = {name: SYSTEMS[name] for name in systems}
     if ceiling:
         fns["recv only"] = stream_ceiling
     copies = {name: [] for name in fns}
@@ -223,30 +354,68 @@ def predicted_copies(chunk_size: int, lo: int = STREAM["min"], hi: int = STREAM[
     return ell / (chunk_size * el) + hdr
 
 
-def chunk_sweep(chunk_sizes=(1024, 4096, 16384, 65536), quick: bool | None = None,
-                rounds: int | None = None) -> dict:
-    """copied_per_byte and MB/s of the yf consumer for each chunk size
-    (interleaved rounds, one seed per round): {chunk_size: {"copied_per_byte":
-    summary, "mb_per_s": summary}}."""
+def chunk_sweep(chunk_sizes=(1024, 4096, 16384, 65536), buffer_sizes=(4096, 16384, 65536, 262144, 1 << 21),
+                quick: bool | None = None, rounds: int | None = None) -> dict:
+    """Copies per byte delivered against memory granule: SockBuf at each chunk
+    size (the C consumer; the Python paths copy exactly the same bytes) and
+    the bytearray idiom at each buffer size, interleaved rounds, one seed per
+    round. {"sockbuf": {chunk: {"copied_per_byte", "mb_per_s"}}, "bytearray":
+    {size: {...}}}, each a summary."""
     n = _sizes("sbuf", quick)["sweep_messages"]
-    got = {c: [] for c in chunk_sizes}
+    got: dict[str, list] = {}
     state = {"seed": 1000}
 
-    def one(c):
+    def one(key, fn):
+        got[key] = []
+
         def f():
             state["seed"] += 1
-            r = stream_yf(n, state["seed"], chunk_size=c)
-            got[c].append(r)
+            r = fn(state["seed"])
+            got[key].append(r)
             return r["mb_per_s"]
         return f
 
-    samples = interleaved({str(c): one(c) for c in chunk_sizes}, rounds=rounds)
-    out = {}
+    comp = {}
     for c in chunk_sizes:
-        rs = got[c][-len(samples[str(c)]):]
-        out[c] = {"copied_per_byte": summary(r["copied_per_byte"] for r in rs),
-                  "mb_per_s": summary(samples[str(c)])}
+        comp[f"sockbuf {c}"] = one(f"sockbuf {c}", lambda seed, c=c: stream_yf(n, seed, chunk_size=c))
+    for b in buffer_sizes:
+        comp[f"bytearray {b}"] = one(f"bytearray {b}", lambda seed, b=b: stream_bytearray(n, seed, size=b))
+    samples = interleaved(comp, rounds=rounds)
+    out: dict[str, dict] = {"sockbuf": {}, "bytearray": {}}
+    for key, xs in samples.items():
+        system, size = key.split()
+        rs = got[key][-len(xs):]
+        out[system][int(size)] = {"copied_per_byte": summary(r["copied_per_byte"] for r in rs),
+                                  "mb_per_s": summary(xs)}
     return out
+
+
+def prediction_error(sweep: dict) -> float:
+    """The largest |measured / predicted - 1| of SockBuf's copies over the sweep's chunk sizes."""
+    return max(abs(r["copied_per_byte"]["median"] / predicted_copies(c) - 1) for c, r in sweep["sockbuf"].items())
+
+
+def sweep_plot(sweep: dict, ax=None):
+    """Copies per byte delivered against chunk size (SockBuf) and buffer size
+    (bytearray idiom), log-log, with the straddle prediction dashed."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.4, 3.8), layout="constrained")
+    for system, label, mark in (("sockbuf", "SockBuf, by chunk size", "o-"),
+                                ("bytearray", "bytearray idiom, by buffer size", "s-")):
+        xs = sorted(sweep[system])
+        ax.plot(xs, [sweep[system][x]["copied_per_byte"]["median"] for x in xs], mark, label=label)
+    cs = sorted(sweep["sockbuf"])
+    ax.plot(cs, [predicted_copies(c) for c in cs], "k--", label="predicted (L+3)/C straddles")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("chunk or buffer size (bytes)")
+    ax.set_ylabel("bytes copied / byte delivered")
+    ax.set_title("Copies inside the buffer against its memory granule")
+    ax.spines[["top", "right"]].set_visible(False)
+    ax.legend(frameon=False, fontsize=9)
+    return ax
 
 
 # ---- the burst experiment ----------------------------------------------------
@@ -303,7 +472,9 @@ def burst(quick: bool | None = None, chunk_size: int = 4096, seed: int = 6) -> d
 def burst_verdict(trace: dict) -> dict:
     """The numbers of claim sbuf-elastic: capacity before the burst (median of
     the steady phase's second half), at the peak, and at the end (median of
-    the last quarter), and their ratios."""
+    the last quarter), and their ratios; peak_fit = the largest capacity over
+    the largest number of bytes held (1 + at most a chunk or two when the
+    buffer grows by chunks; up to 2 for a buffer that doubles)."""
     import statistics
 
     cap = trace["capacity"]
@@ -312,8 +483,10 @@ def burst_verdict(trace: dict) -> dict:
     peak = max(cap)
     tail = cap[len(cap) - len(cap) // 4:]
     after = statistics.median(tail)
-    return {"before": before, "peak": peak, "after": after, "peak_size": max(trace["size"]),
+    peak_size = max(trace["size"])
+    return {"before": before, "peak": peak, "after": after, "peak_size": peak_size,
             "after_over_before": after / before, "peak_over_before": peak / before,
+            "peak_fit": peak / peak_size,
             "drained": int(trace["messages"] == trace["sent"])}
 
 
