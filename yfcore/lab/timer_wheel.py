@@ -28,7 +28,8 @@ from .stats import ratio, summary
 __all__ = [
     "SHAPES", "PENDING", "HORIZON", "TICK_STEPS", "churn_c", "churn_heapq", "churn_batch",
     "instructions", "bench", "ablation", "lateness", "occupancy_snapshot", "FAR_SIZES", "far_once", "far",
-    "speed_bars", "lateness_summary", "wheel_o1_evidence", "never_early_evidence"]
+    "speed_bars", "lateness_summary", "sleep_pairs", "pairs_evidence", "loop_demand",
+    "wheel_o1_evidence", "never_early_evidence"]
 
 # The workload's constants live in csrc/lab/lab.h, shared with the C kernel.
 HORIZON = lib.YF_CHURN_HORIZON
@@ -299,8 +300,7 @@ def lateness(ncos: int = 200, sleeps: int = 20, max_ms: int = 50, busy_us: int =
     `hogs` busy processes compete for the CPUs (load outside). Negative values
     would be early wake-ups."""
     out = np.zeros(ncos * sleeps, np.int64)
-    procs = [subprocess.Popen([sys.executable, "-c", "import time\nt=time.time()\nwhile time.time()-t<120: pass"])
-             for _ in range(hogs)]
+    procs = _hogs(hogs)
     try:
         n = lib.yf_bench_loop_lateness(ncos, sleeps, max_ms, busy_us, seed, ffi.from_buffer("int64_t[]", out),
                                        len(out))
@@ -311,6 +311,53 @@ def lateness(ncos: int = 200, sleeps: int = 20, max_ms: int = 50, busy_us: int =
     if n < 0:
         raise OSError(ffi.errno, f"yf_bench_loop_lateness: {os.strerror(ffi.errno)}")
     return out[:n] / 1e6
+
+
+def _hogs(n: int) -> list:
+    """n busy processes competing for the CPUs (killed by the caller)."""
+    return [subprocess.Popen([sys.executable, "-c", "import time\nt=time.time()\nwhile time.time()-t<300: pass"])
+            for _ in range(n)]
+
+
+def sleep_pairs(pairs: int = 400, max_ms: int = 20, hogs: int = 2, seed: int = 1) -> dict:
+    """csrc/programs/sleep_pairs.c with `hogs` busy processes beside it: one
+    coroutine alternates a loop sleep (yf_sleep_ms, the wheel) and a plain
+    clock_nanosleep of the same length, 1..max_ms ms, in one thread.
+    Returns {"loop": ms late per pair, "nanosleep": ms late per pair,
+    "excess": loop minus nanosleep per pair} as numpy arrays (negative = early)."""
+    import json
+
+    from .toolchain import compile_program, run_program
+
+    for name, v, lo in (("pairs", pairs, 1), ("max_ms", max_ms, 1), ("hogs", hogs, 0)):
+        if not isinstance(v, int) or v < lo:
+            raise ValueError(f"{name} must be an int >= {lo}, got {v!r}")
+    prog = compile_program("sleep_pairs", with_runtime=True)
+    procs = _hogs(hogs)
+    try:
+        cp = run_program(prog, pairs, max_ms, seed, timeout=60 + pairs * max_ms * 2 / 1000)
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+    if cp.returncode != 0:
+        raise RuntimeError(f"sleep_pairs failed ({cp.returncode}): {cp.stderr.strip()}")
+    d = json.loads(cp.stdout)
+    loop, plain = np.array(d["loop"]) / 1e6, np.array(d["nanosleep"]) / 1e6
+    return {"loop": loop, "nanosleep": plain, "excess": loop - plain}
+
+
+def pairs_evidence(pr: dict) -> dict:
+    """The numbers of wheel-never-early from sleep_pairs(): the earliest loop
+    wake-up (ms after the time asked), the medians and 99th percentiles of
+    both sleeps' lateness, and the loop's excess over clock_nanosleep: median
+    and 90th percentile of the per-pair differences, in ms."""
+    loop, plain, ex = pr["loop"], pr["nanosleep"], pr["excess"]
+    return {"value": float(loop.min()), "n": int(len(loop)), "early": int((loop < 0).sum()),
+            "plain_min": float(plain.min()),
+            "loop_median": float(np.median(loop)), "plain_median": float(np.median(plain)),
+            "loop_p99": float(np.percentile(loop, 99)), "plain_p99": float(np.percentile(plain, 99)),
+            "excess_median": float(np.median(ex)), "excess_p90": float(np.percentile(ex, 90))}
 
 
 def lateness_summary(ms: np.ndarray) -> dict:
