@@ -3,7 +3,8 @@ bar), and the pictures drawn from live data (stack slots, the chunk ring,
 the wheel's levels)."""
 from .stats import _num
 
-__all__ = ["bars", "hbars", "lines", "slots", "ring", "burst_timeline", "wheel_occupancy", "lateness"]
+__all__ = ["bars", "hbars", "lines", "slots", "ring", "burst_timeline", "wheel_occupancy", "lateness", "sleep_pairs",
+           "copies_sweep"]
 
 _FIGSIZE = (6.4, 3.6)
 
@@ -236,3 +237,58 @@ def lateness(ms, title: str = "lateness of loop timers under load"):
     ax.set_title(title)
     ax.legend(fontsize=8)
     return fig
+
+
+def sleep_pairs(pr: dict, title: str = "loop sleeps and clock_nanosleep, side by side"):
+    """Two panels from sleep_pairs(): both sleeps' lateness (log count, one
+    common set of bins), and the loop's excess over clock_nanosleep per pair
+    with the one-tick line."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6), layout="constrained")
+    hi = float(max(pr["loop"].max(), pr["nanosleep"].max())) + 1e-9
+    bins = np.linspace(min(0.0, float(pr["loop"].min())), hi, 50)
+    a.hist(pr["nanosleep"], bins=bins, alpha=0.6, label="clock_nanosleep", color="C1")
+    a.hist(pr["loop"], bins=bins, alpha=0.6, label="loop sleep (wheel)", color="C0")
+    a.axvline(0, color="red", lw=1)
+    a.set_yscale("log")
+    a.set_xlabel("ms after the time asked")
+    a.set_ylabel("sleeps")
+    a.legend(fontsize=8, frameon=False)
+    a.set_title("lateness, same lengths, same load")
+    ex = pr["excess"]
+    b.hist(ex, bins=np.linspace(float(ex.min()), float(ex.max()) + 1e-9, 50), color="C2")
+    b.axvline(0, color="k", lw=1)
+    b.axvline(1, color="red", lw=1, ls="--", label="one tick (1 ms)")
+    b.axvline(float(np.median(ex)), color="C0", lw=1.5, label=f"median {np.median(ex):.2f} ms")
+    b.set_yscale("log")
+    b.set_xlabel("loop minus clock_nanosleep, per pair (ms)")
+    b.legend(fontsize=8, frameon=False)
+    b.set_title("what the loop adds")
+    fig.suptitle(title)
+    return fig
+
+
+def copies_sweep(sweep: dict, ax=None):
+    """Copies per byte delivered against chunk size (SockBuf) and buffer size
+    (bytearray idiom), log-log, with the straddle prediction dashed."""
+    from .socket_buffer import predicted_copies
+
+    ax = _axes(ax)
+    for system, label, mark in (("sockbuf", "SockBuf, by chunk size", "o-"),
+                                ("bytearray", "bytearray idiom, by buffer size", "s-")):
+        xs = sorted(sweep[system])
+        ax.plot(xs, [sweep[system][x]["copied_per_byte"]["median"] for x in xs], mark, label=label)
+    cs = sorted(sweep["sockbuf"])
+    ax.plot(cs, [predicted_copies(c) for c in cs], "k--", label="predicted (L+3)/C straddles")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("chunk or buffer size (bytes)")
+    ax.set_ylabel("bytes copied / byte delivered")
+    ax.set_title("Copies inside the buffer against its memory granule")
+    ax.legend(frameon=False, fontsize=9)
+    return ax
+
+
+# ---- the burst experiment ----------------------------------------------------

@@ -395,31 +395,6 @@ def prediction_error(sweep: dict) -> float:
     return max(abs(r["copied_per_byte"]["median"] / predicted_copies(c) - 1) for c, r in sweep["sockbuf"].items())
 
 
-def sweep_plot(sweep: dict, ax=None):
-    """Copies per byte delivered against chunk size (SockBuf) and buffer size
-    (bytearray idiom), log-log, with the straddle prediction dashed."""
-    import matplotlib.pyplot as plt
-
-    if ax is None:
-        _, ax = plt.subplots(figsize=(6.4, 3.8), layout="constrained")
-    for system, label, mark in (("sockbuf", "SockBuf, by chunk size", "o-"),
-                                ("bytearray", "bytearray idiom, by buffer size", "s-")):
-        xs = sorted(sweep[system])
-        ax.plot(xs, [sweep[system][x]["copied_per_byte"]["median"] for x in xs], mark, label=label)
-    cs = sorted(sweep["sockbuf"])
-    ax.plot(cs, [predicted_copies(c) for c in cs], "k--", label="predicted (L+3)/C straddles")
-    ax.set_xscale("log", base=2)
-    ax.set_yscale("log")
-    ax.set_xlabel("chunk or buffer size (bytes)")
-    ax.set_ylabel("bytes copied / byte delivered")
-    ax.set_title("Copies inside the buffer against its memory granule")
-    ax.spines[["top", "right"]].set_visible(False)
-    ax.legend(frameon=False, fontsize=9)
-    return ax
-
-
-# ---- the burst experiment ----------------------------------------------------
-
 def _frames(rng, k: int) -> bytes:
     parts = []
     for _ in range(k):

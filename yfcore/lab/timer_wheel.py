@@ -366,6 +366,14 @@ def lateness_summary(ms: np.ndarray) -> dict:
             "median": float(np.median(ms)), "p99": float(np.percentile(ms, 99)), "max": float(ms.max())}
 
 
+def loop_demand(ncos: int, busy_us: int, max_ms: int) -> float:
+    """The CPU share lateness() asks of its loop's one thread: each of ncos
+    coroutines spins busy_us after every sleep of 1..max_ms ms (mean
+    (max_ms + 1) / 2). At 1 or more the loop cannot keep up with its own
+    timers, whatever the wheel does, and lateness becomes a queue."""
+    return ncos * busy_us / 1000 / ((max_ms + 1) / 2 + busy_us / 1000)
+
+
 # ---- pictures -------------------------------------------------------------------------
 
 
