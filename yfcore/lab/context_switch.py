@@ -408,8 +408,22 @@ def life_evidence(result: dict) -> dict:
             "yf_lives": cr["yf"], "ucontext_lives": cr["ucontext"]}
 
 
-def cpu_share_evidence(result: dict) -> dict:
-    """Evidence of cpu-share from a create() result: the diary's model per round."""
+def switch_syscalls(n: int = 20_000) -> dict:
+    """System calls (strace -c, all of them) per one-way switch and per
+    coroutine life, glibc ucontext against yfcore's scheduler: the cost the
+    diary's 10.43% paid for ("syscalls for signal handling")."""
+    from .toolchain import syscalls_per_op
+
+    return {"ucontext_syscalls": syscalls_per_op(f"lib.yf_bench_switch_ucontext(n, {STACK})", n) / 2,
+            "yf_syscalls": syscalls_per_op(f"lib.yf_bench_switch_yf(n, 0, {STACK}, 0)", n) / 2,
+            "ucontext_life_syscalls": syscalls_per_op(f"lib.yf_bench_create_ucontext(n, {STACK})", n // 4),
+            "yf_life_syscalls": syscalls_per_op(f"lib.yf_bench_create_yf(n, 0, {STACK})", n // 4)}
+
+
+def cpu_share_evidence(result: dict, calls: dict | None = None) -> dict:
+    """Evidence of cpu-share from a create() result (the diary's CPU-share
+    model per round) and switch_syscalls() (measured here when not given)."""
     cr = flat(result)
+    calls = switch_syscalls() if calls is None else calls
     return {"share": [cpu_share(x) for x in cr["yf"]["samples"]],
-            "ucontext_share": [cpu_share(x) for x in cr["ucontext"]["samples"]]}
+            "ucontext_share": [cpu_share(x) for x in cr["ucontext"]["samples"]], **calls}

@@ -409,12 +409,16 @@ def errno_switch_evidence(rows: list[dict]) -> dict:
             "hooked_wrong": unkept["hooked-sleep"] + kept["hooked-sleep"], "checks": 2 * rows[0]["checks"]}
 
 
-def nonintrusive_evidence(mc: dict | None) -> dict:
-    """Evidence of nonintrusive-client from nonintrusive(); None when libmemcached is missing."""
+def nonintrusive_evidence(delayed: dict | None, mc: dict | None = None) -> dict:
+    """Evidence of nonintrusive-client from overlapped_waits() (the rule's
+    figures) and nonintrusive() (the same clients without the delay, for the
+    detail); None when libmemcached is missing."""
     from .stats import ratio_samples
 
-    if mc is None:
+    if delayed is None or mc is None:
         return {"skipped": f"needs {memcached_missing()}"}
-    return {"speedup": ratio_samples(mc["coroutines 64"], mc["sequential"]),
-            "coroutines_ops": mc["coroutines 64"], "sequential_ops": mc["sequential"],
+    return {"speedup": delayed["ratio"], "coroutines_ops": delayed["coroutines"],
+            "sequential_ops": delayed["sequential"], "rtt_ms": delayed["rtt_ms"], "delay_ms": delayed["delay_ms"],
+            "direct_speedup": ratio_samples(mc["coroutines 64"], mc["sequential"]),
+            "direct_coroutines_ops": mc["coroutines 64"], "direct_sequential_ops": mc["sequential"],
             "threads_ops": mc["threads 64"]}

@@ -289,6 +289,3 @@ def copies_sweep(sweep: dict, ax=None):
     ax.set_title("Copies inside the buffer against its memory granule")
     ax.legend(frameon=False, fontsize=9)
     return ax
-
-
-# ---- the burst experiment ----------------------------------------------------

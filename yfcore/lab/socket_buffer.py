@@ -395,6 +395,8 @@ def prediction_error(sweep: dict) -> float:
     return max(abs(r["copied_per_byte"]["median"] / predicted_copies(c) - 1) for c, r in sweep["sockbuf"].items())
 
 
+# ---- the burst experiment ----------------------------------------------------
+
 def _frames(rng, k: int) -> bytes:
     parts = []
     for _ in range(k):
@@ -505,13 +507,16 @@ def speed_bars(result: dict) -> list[tuple[str, float, str]]:
 
 # ---- evidence for the verdicts (named after the rules' variables) ---------------
 
-def few_copies_evidence(res: dict) -> dict:
-    """Evidence of sbuf-few-copies from stream()."""
+def few_copies_evidence(res: dict, sweep: dict) -> dict:
+    """Evidence of sbuf-few-copies from stream() and chunk_sweep()."""
     return {"yf_copies": res["yf"]["copied_per_byte"], "bytearray_copies": res["bytearray"]["copied_per_byte"],
+            "asyncio_copies": res["asyncio"]["copied_per_byte"], "predicted": predicted_copies(CHUNK),
+            "prediction_error": prediction_error(sweep),
             "chunk_size": CHUNK, "min_len": STREAM["min"], "max_len": STREAM["max"]}
 
 
 def elastic_evidence(trace: dict) -> dict:
     """Evidence of sbuf-elastic from burst()."""
     v = burst_verdict(trace)
-    return {k: v[k] for k in ("before", "peak", "after", "after_over_before", "peak_over_before", "drained")}
+    return {k: v[k] for k in ("before", "peak", "peak_size", "after", "after_over_before", "peak_over_before",
+                              "peak_fit", "drained")}

@@ -209,15 +209,16 @@ def overflow_evidence(hit: dict, silent: dict) -> dict:
             "victim_bytes": silent["victim_bytes"]}
 
 
-def guard_cost_evidence(cap: dict, costs: dict) -> dict:
-    """Evidence of guard-cost from scale("mprotect", ...) and stack_costs()."""
+def guard_cost_evidence(cap: dict, costs: dict, calls: dict) -> dict:
+    """Evidence of guard-cost from scale("mprotect", ...), stack_costs() and stack_syscalls()."""
     from .stats import ratio_samples
 
     capped = cap["errno"] == "ENOMEM" and abs(cap["created"] - cap["max_map_count"] / 2) < 0.01 * cap["max_map_count"]
     return {"maps_per_stack": cap["maps_per_stack"], "capped": int(capped),
             "pool_speedup": ratio_samples(costs["mmap + mprotect guard"]["samples"],
                                           costs["pool (guarded, warm)"]["samples"]),
-            "created": cap["created"], "max_map_count": cap["max_map_count"]}
+            "created": cap["created"], "max_map_count": cap["max_map_count"],
+            "pool_syscalls": calls["pool"], "mmap_syscalls": calls["mmap"]}
 
 
 def guard_scale_evidence(big: dict, base: dict, requested: int) -> dict:
@@ -229,50 +230,11 @@ def guard_scale_evidence(big: dict, base: dict, requested: int) -> dict:
             "malloc_rss_per_co": base.get("rss_per_co", float("nan"))}
 
 
-def syscalls_per_op(call: str, n: int, trace: str = "all") -> float:
-    """System calls per operation of a runtime kernel, counted by strace -c:
-    `call` is a Python expression over `lib` and `n` (e.g.
-    "lib.yf_bench_stack_pool(n, 65536)") run in a fresh interpreter with n
-    and with 5n operations; the difference over 4n removes what the
-    interpreter and one-time setup cost. `trace` is strace's -e trace= set
-    ("all", "%memory", "rt_sigprocmask", ...). RuntimeError without strace."""
-    if not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be an int >= 1, got {n!r}")
-    return (_count_syscalls(call, 5 * n, trace) - _count_syscalls(call, n, trace)) / (4 * n)
-
-
-_PROBE = """
-import sys
-from yfcore._yfcore import lib
-n = int(sys.argv[2])
-sys.exit(0 if eval(sys.argv[1]) >= 0 else 1)
-"""
-
-
-def _count_syscalls(call: str, n: int, trace: str) -> int:
-    import shutil
-    import subprocess
-    import sys
-    import tempfile
-
-    strace = shutil.which("strace")
-    if not strace:
-        raise RuntimeError("strace not found (apt-get install strace)")
-    with tempfile.NamedTemporaryFile("r", suffix=".strace") as out:
-        cp = subprocess.run([strace, "-f", "-c", "-e", f"trace={trace}", "-o", out.name, sys.executable, "-c",
-                             _PROBE, call, str(n)], capture_output=True, text=True, timeout=300)
-        if cp.returncode != 0:
-            raise RuntimeError(f"strace of {call} failed ({cp.returncode}): {cp.stderr[-400:]}")
-        text = out.read()
-    m = re.search(r"^\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?total\s*$", text, re.M)
-    if not m:
-        raise RuntimeError(f"no total in strace -c output: {text[-400:]!r}")
-    return int(m.group(1))
-
-
 def stack_syscalls(n: int = 2000) -> dict:
     """Memory system calls (mmap, munmap, mprotect, madvise, ...) per stack
     for one coroutine life's stack: the runtime's warm pool and a fresh mmap
     + mprotect guard + munmap. {"pool": per stack, "mmap": per stack}."""
+    from .toolchain import syscalls_per_op
+
     return {"pool": syscalls_per_op("lib.yf_bench_stack_pool(n, 65536)", n, "%memory"),
             "mmap": syscalls_per_op("lib.yf_bench_stack_mmap(n, 65536, 0)", n, "%memory")}

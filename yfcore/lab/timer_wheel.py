@@ -206,6 +206,7 @@ def bench(quick: bool | None = None, progress: bool = False, rounds: int | None 
         "yf_1m_over_yf_1k": ratio(raw["yf 1m"], raw["yf 1k"]),
         "c_heap_1m_over_c_heap_1k": ratio(raw["c_heap 1m"], raw["c_heap 1k"]),
     }
+    out["callgrind"] = {"steps": n["valgrind"]}
     out["provenance"] = provenance(quick=q)
     return out
 
@@ -400,15 +401,23 @@ def occupancy_snapshot(bits=DEFAULT, pending: int = 100_000, ticks: int = 3000, 
 # ---- evidence for the verdicts (named after the rules' variables) ---------------
 
 def wheel_o1_evidence(res: dict) -> dict:
-    """Evidence of wheel-o1 from bench(): instruction growth 1K -> 1M, and wall time at 1M."""
+    """Evidence of wheel-o1 from bench(): instruction growth 1K -> 1M over the
+    steps the wall-time runs make, and the wall-time growth beside it."""
     def growth(system):
         return res[system]["instr_per_event_1m"]["median"] / res[system]["instr_per_event_1k"]["median"]
     return {"wheel_growth": growth("yf"), "heap_growth": growth("c_heap"),
-            "wall_1m_vs_heap": res["ratios"]["yf_1m_over_c_heap_1m"]}
+            "wall_1m_vs_heap": res["ratios"]["yf_1m_over_c_heap_1m"],
+            "wheel_wall_growth": res["ratios"]["yf_1m_over_yf_1k"],
+            "heap_wall_growth": res["ratios"]["c_heap_1m_over_c_heap_1k"],
+            "steps": res["callgrind"]["steps"]}
 
 
-def never_early_evidence(late) -> dict:
-    """Evidence of wheel-never-early from lateness() (ms late per sleep)."""
-    ls = lateness_summary(late)
-    return {"earliest_ms": ls["min"], "n": ls["sleeps"], "median_ms": ls["median"], "p99_ms": ls["p99"],
-            "max_ms": ls["max"]}
+def never_early_evidence(late, pairs: dict, pair_max_ms: int) -> dict:
+    """Evidence of wheel-never-early from lateness() (ms late per sleep of
+    the loaded loop) and sleep_pairs() (the loop against clock_nanosleep):
+    the earliest wake-up over both, and the pairs' medians and excess."""
+    pe = pairs_evidence(pairs)
+    return {"earliest_ms": min(float(late.min()), pe["value"]), "n": int(len(late)) + pe["n"],
+            "pairs": pe["n"], "pair_max_ms": pair_max_ms, "loop_median": pe["loop_median"],
+            "plain_median": pe["plain_median"], "excess_median": pe["excess_median"],
+            "excess_p90": pe["excess_p90"]}

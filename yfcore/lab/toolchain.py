@@ -2,6 +2,7 @@
 import hashlib
 import json
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -13,7 +14,7 @@ from .. import _sources
 from .paths import root
 
 __all__ = ["CompileError", "runtime_sources", "lab_sources", "compile_program", "run_program", "describe_exit",
-           "json_lines"]
+           "json_lines", "syscalls_per_op"]
 
 DEFAULT_CFLAGS = _sources.PROGRAM_CFLAGS
 
@@ -156,3 +157,42 @@ def json_lines(stdout: str) -> list[dict]:
         if line.startswith("{"):
             out.append(json.loads(line))
     return out
+
+
+def syscalls_per_op(call: str, n: int, trace: str = "all") -> float:
+    """System calls per operation of a runtime kernel, counted by strace -c:
+    `call` is a Python expression over `lib` and `n` (e.g.
+    "lib.yf_bench_stack_pool(n, 65536)") run in a fresh interpreter with n
+    and with 5n operations; the difference over 4n removes what the
+    interpreter and one-time setup cost. `trace` is strace's -e trace= set
+    ("all", "%memory", "rt_sigprocmask", ...). RuntimeError without strace."""
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be an int >= 1, got {n!r}")
+    return (_count_syscalls(call, 5 * n, trace) - _count_syscalls(call, n, trace)) / (4 * n)
+
+
+_PROBE = """
+import sys
+from yfcore._yfcore import lib
+n = int(sys.argv[2])
+sys.exit(0 if eval(sys.argv[1]) >= 0 else 1)
+"""
+
+
+def _count_syscalls(call: str, n: int, trace: str) -> int:
+    import shutil
+    import sys
+
+    strace = shutil.which("strace")
+    if not strace:
+        raise RuntimeError("strace not found (apt-get install strace)")
+    with tempfile.NamedTemporaryFile("r", suffix=".strace") as out:
+        cp = subprocess.run([strace, "-f", "-c", "-e", f"trace={trace}", "-o", out.name, sys.executable, "-c",
+                             _PROBE, call, str(n)], capture_output=True, text=True, timeout=300)
+        if cp.returncode != 0:
+            raise RuntimeError(f"strace of {call} failed ({cp.returncode}): {cp.stderr[-400:]}")
+        text = out.read()
+    m = re.search(r"^\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?total\s*$", text, re.M)
+    if not m:
+        raise RuntimeError(f"no total in strace -c output: {text[-400:]!r}")
+    return int(m.group(1))
