@@ -71,3 +71,10 @@ def test_guard_regions_cost_no_mappings():
     assert r["created"] == 2000 and r["errno"] == ""
     assert r["guard"] == "regions"
     assert r["maps_per_stack"] < 0.05, r
+
+
+def test_a_warm_pool_makes_no_memory_system_call_per_stack():
+    calls = stack_guard.stack_syscalls(500)
+    assert calls["pool"] <= 0.01, calls
+    # mmap, mprotect (the guard) and munmap for every fresh stack.
+    assert calls["mmap"] >= 2.9, calls

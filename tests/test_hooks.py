@@ -95,6 +95,26 @@ def test_errno_clobber_reproduced_and_fixed():
     assert early["failures"] > 0, early
 
 
+@needs_memcached
+def test_delay_proxy_holds_every_request_and_passes_replies():
+    # Every call waits at least the delay (a request is held once, however
+    # the client wrote it), and the replies are the server's, unchanged.
+    with hooks.memcached_server() as port, hooks.delay_proxy(port, 3) as pport:
+        r = hooks.mc_run(pport, "threads", 1, 20)
+        c = hooks.mc_run(pport, "coro", 8, 20)
+    assert r["exit"] == "exit 0" and r["failures"] == 0 and r["wrong"] == 0, r
+    assert r["seconds"] >= 20 * 0.003, r
+    assert c["exit"] == "exit 0" and c["failures"] == 0 and c["wrong"] == 0 and c["connects"] == 8, c
+
+
+def test_delay_proxy_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="delay_ms"):
+        with hooks.delay_proxy(11211, -1):
+            pass
+    with pytest.raises(ValueError, match="coroutines"):
+        hooks.overlapped_waits(coroutines=1)
+
+
 def test_helpers_reject_bad_arguments():
     with pytest.raises(ValueError, match="workers"):
         hooks.errno_clobber(workers=0)
