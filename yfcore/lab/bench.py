@@ -24,7 +24,9 @@ SIZES = {
     # callgrind counts the C wall-time runs' own steps: at 1M pending timers
     # 1M steps are 15,625 ticks, past the 10,000-tick horizon (the steady
     # state where the initial deadlines are gone); quick mode's are a transient.
-    "wheel": {"c": (1_000_000, 200_000), "py": (100_000, 20_000), "valgrind": (1_000_000, 200_000)},
+    # The ablation compares shapes with one another on a shorter count.
+    "wheel": {"c": (1_000_000, 200_000), "py": (100_000, 20_000), "valgrind": (1_000_000, 200_000),
+              "valgrind_ablation": (100_000, 20_000)},
     "sbuf": {"messages": (200_000, 40_000), "sweep_messages": (100_000, 20_000),
              "steady_steps": (400, 200), "burst_steps": (120, 60)},
     "hooks": {"roundtrip": (100_000, 20_000), "mc_ops": (20_000, 4_000)},

@@ -285,7 +285,7 @@ def ablation(pending=(1_000, 1_000_000), quick: bool | None = None, rounds: int 
         row = {"ns": summary(xs) | {"samples": xs}}
         if p in instr_at:
             bits = SHAPES.get(name, DEFAULT)
-            row["instr"] = instructions("heap" if name == "binary heap" else "wheel", p, n["valgrind"], bits)
+            row["instr"] = instructions("heap" if name == "binary heap" else "wheel", p, n["valgrind_ablation"], bits)
         out[(name, p)] = row
     return out
 
