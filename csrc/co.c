@@ -9,6 +9,14 @@
 
 #include "yfi.h"
 
+#ifdef YFI_ASAN
+#include <sanitizer/asan_interface.h>
+#include <sanitizer/common_interface_defs.h>
+#endif
+#ifdef YFI_TSAN
+#include <sanitizer/tsan_interface.h>
+#endif
+
 _Static_assert(offsetof(struct yfi_frame, mxcsr) == 0, "frame table in ctx_x86_64.S");
 _Static_assert(offsetof(struct yfi_frame, x87cw) == 4, "frame table in ctx_x86_64.S");
 _Static_assert(offsetof(struct yfi_frame, r12) == 8, "frame table in ctx_x86_64.S");
@@ -86,6 +94,13 @@ struct yf_co {
     uint16_t x87cw;
     int err;                   /* its errno while switched out (KEEP_ERRNO) */
     void *locals[YF_CO_LOCALS];
+#ifdef YFI_FIBERS
+    /* The root's stack as ASan reported it when the root last switched out
+     * (a coroutine's comes from its slot); each coroutine's TSan fiber. */
+    const void *san_lo;
+    size_t san_size;
+    void *tsan_fiber;
+#endif
 };
 
 struct yf_sched {
@@ -222,6 +237,119 @@ static void fpenv_check(yf_sched *s, struct yf_co *from)
 }
 #endif
 
+#ifdef YFI_FIBERS
+/* Sanitizer builds: announce every switch, as a fiber switch, to ASan (so it
+ * moves its notion of the current stack and keeps one fake stack per
+ * coroutine) and to TSan (one fiber per coroutine, switches ordered). The
+ * switch is then an ordinary call, since the announcement must be finished
+ * on the far side; the normal build keeps its tail call (see below). */
+
+/* The context the last switch on this thread left. */
+static __thread struct yf_co *san_from;
+
+static void san_bounds(yf_sched *s, const struct yf_co *co, const void **lo, size_t *size)
+{
+    if (co == &s->root) {
+        *lo = co->san_lo;
+        *size = co->san_size;
+    } else {
+        *lo = (char *)co->slot + s->pool.page;
+        *size = s->pool.size - s->pool.page;
+    }
+}
+
+/* First thing on arriving in a context, by a return from san_switch or at a
+ * coroutine's first entry (fake = NULL: no fake stack yet). */
+static void san_arrive(void *fake)
+{
+    struct yf_co *from = san_from;
+    yf_sched *s = from->s;
+#ifdef YFI_ASAN
+    const void *lo;
+    size_t size;
+    __sanitizer_finish_switch_fiber(fake, &lo, &size);
+    /* The root's stack is the thread's: learnt here, the first time any
+     * switch leaves it, so it is known before anything switches back. */
+    if (from == &s->root) {
+        from->san_lo = lo;
+        from->san_size = size;
+    }
+#else
+    (void)fake;
+    (void)s;
+#endif
+#ifdef YFI_TSAN
+    /* A finished coroutine's fiber can go once nothing runs on it. */
+    if (from != &s->root && from->state == YF_DONE && from->tsan_fiber) {
+        __tsan_destroy_fiber(from->tsan_fiber);
+        from->tsan_fiber = NULL;
+    }
+#endif
+}
+
+static __attribute__((noinline)) int san_switch(int (*sw)(void **, void *, void *), yf_sched *s,
+                                                struct yf_co *from, struct yf_co *to, int reason)
+{
+    void *fake = NULL;
+    san_from = from;
+#ifdef YFI_ASAN
+    const void *lo;
+    size_t size;
+    san_bounds(s, to, &lo, &size);
+    /* A finished coroutine never comes back: NULL lets ASan free its fake stack. */
+    __sanitizer_start_switch_fiber(reason == YF_REASON_EXIT ? NULL : &fake, lo, size);
+#else
+    (void)reason;
+#endif
+#ifdef YFI_TSAN
+    if (from == &s->root)
+        from->tsan_fiber = __tsan_get_current_fiber();
+    __tsan_switch_to_fiber(to->tsan_fiber, 0);
+#endif
+    sw(&from->sp, to->sp, NULL);
+    san_arrive(fake);
+    return 0;
+}
+
+static void san_fiber_new(yf_sched *s, struct yf_co *co)
+{
+#ifdef YFI_ASAN
+    /* A pooled stack still carries the shadow of the frames its last
+     * coroutine left when it switched out for good (co_main, the switch):
+     * a fresh coroutine has no frames, so none of it is poisoned. */
+    const void *lo;
+    size_t size;
+    san_bounds(s, co, &lo, &size);
+    ASAN_UNPOISON_MEMORY_REGION(lo, size);
+#else
+    (void)s;
+#endif
+#ifdef YFI_TSAN
+    co->tsan_fiber = __tsan_create_fiber(0);
+#else
+    (void)co;
+#endif
+}
+
+/* A coroutine that will never run again (cancelled, or freed with its
+ * scheduler while blocked or new) gives its fiber back. */
+static void san_fiber_end(struct yf_co *co)
+{
+#ifdef YFI_TSAN
+    if (co->tsan_fiber) {
+        __tsan_destroy_fiber(co->tsan_fiber);
+        co->tsan_fiber = NULL;
+    }
+#else
+    (void)co;
+#endif
+}
+
+#define SWITCH(sw, s, from, to, reason) san_switch(sw, s, from, to, reason)
+#else
+#define SWITCH(sw, s, from, to, reason) sw(&(from)->sp, (to)->sp, NULL)
+#endif
+
 /* Bookkeeping, then the register swap as a tail call: the swap's final jump
  * then lands straight in the caller of yf_co_resume/yf_co_yield. Had the
  * swap been an ordinary call, the `ret` out of resume or yield right after it
@@ -247,10 +375,10 @@ static inline int switch_to(yf_sched *s, struct yf_co *from, struct yf_co *to, i
 #endif
             if ((from->flags | to->flags) & CO_FPENV)
                 fpenv_handoff(s, from, to);
-            return yfi_ctx_nofp_int(&from->sp, to->sp, NULL);
+            return SWITCH(yfi_ctx_nofp_int, s, from, to, reason);
         }
     }
-    return yfi_ctx_full_int(&from->sp, to->sp, NULL);
+    return SWITCH(yfi_ctx_full_int, s, from, to, reason);
 }
 
 /* ---- ids ------------------------------------------------------------------- */
@@ -352,6 +480,10 @@ int yf_sched_free(yf_sched *s)
         errno = EBUSY;
         return -1;
     }
+#ifdef YFI_FIBERS
+    for (uint64_t i = 1; i < s->next_idx; i++)
+        san_fiber_end(&s->chunks[i >> CHUNK_BITS][i & (CHUNK - 1)]);
+#endif
     for (size_t c = 0; c < s->nchunks; c++) {
         /* Pooled stacks go with the pool; malloc'ed ones one by one. */
         for (size_t i = 0; s->chunks[c] && (s->flags & YF_SCHED_MALLOC_STACKS) && i < CHUNK; i++)
@@ -470,6 +602,9 @@ static void co_free(yf_sched *s, struct yf_co *co)
 static __attribute__((noreturn)) void co_main(void *unused)
 {
     (void)unused;
+#ifdef YFI_FIBERS
+    san_arrive(NULL);
+#endif
     struct yf_co *co = cur;
     co->status = co->fn(co->arg);
     run_hooks(co);
@@ -524,6 +659,9 @@ yf_co *yf_co_create(yf_sched *s, yf_co_fn fn, void *arg)
     struct yfi_slot_header *h = yfi_slot_header((uintptr_t)slot, s->pool.size);
     h->owner_id = co->id;
     co->sp = yfi_ctx_make(yfi_slot_top(&s->pool, slot), co_main, s->mxcsr, s->x87cw);
+#ifdef YFI_FIBERS
+    san_fiber_new(s, co);
+#endif
     enqueue(s, co);
     s->n.live++;
     s->n.created++;
@@ -625,6 +763,9 @@ int yf_co_cancel(yf_co *co, intptr_t status)
     co->status = status;
     co->state = YF_DONE;
     s->n.done++;
+#ifdef YFI_FIBERS
+    san_fiber_end(co);
+#endif
     run_hooks(co);
     release_stack(s, co);
     if (co->flags & CO_DETACHED)

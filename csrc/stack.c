@@ -22,6 +22,9 @@ struct yfi_arena {
     char *base;
     size_t nslots, carved;
     int reg;                   /* index in the signal handler's registry, or -1 */
+#ifdef YFI_VALGRIND
+    unsigned *vg;              /* valgrind's id of each carved slot's stack, or NULL */
+#endif
 };
 
 /* Arenas grow geometrically up to this many bytes, so a million 16 KiB
@@ -130,6 +133,10 @@ static struct yfi_arena *arena_new(struct yfi_pool *p)
     madvise(a->base, len, MADV_NOHUGEPAGE);
     a->nslots = n;
     a->carved = 0;
+#ifdef YFI_VALGRIND
+    /* Only under valgrind: elsewhere the registration is a no-op. */
+    a->vg = RUNNING_ON_VALGRIND ? calloc(n, sizeof *a->vg) : NULL;
+#endif
     a->reg = reg_add(a->base, len, p->size, p->page, p->guard);
     a->next = p->arenas;
     p->arenas = a;
@@ -157,6 +164,10 @@ void *yfi_pool_get(struct yfi_pool *p)
         errno = ENOMEM;
         return NULL;
     }
+#ifdef YFI_VALGRIND
+    if (a->vg)
+        a->vg[a->carved] = VALGRIND_STACK_REGISTER(slot + p->page, slot + p->size);
+#endif
     a->carved++;
     p->carved++;
     struct yfi_slot_header *h = yfi_slot_header((uintptr_t)slot, p->size);
@@ -206,6 +217,13 @@ void yfi_pool_destroy(struct yfi_pool *p)
         struct yfi_arena *next = a->next;
         if (a->reg >= 0)
             atomic_store(&reg[a->reg].base, (uintptr_t)0);
+#ifdef YFI_VALGRIND
+        if (a->vg) {
+            for (size_t i = 0; i < a->carved; i++)
+                VALGRIND_STACK_DEREGISTER(a->vg[i]);
+            free(a->vg);
+        }
+#endif
         munmap(a->base, a->nslots * p->size);
         free(a);
         a = next;

@@ -39,6 +39,42 @@ static inline uint64_t yfi_now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+/* ---- sanitizer and valgrind builds ------------------------------------- */
+
+/* ASan and TSan track one stack per thread; a switch to a coroutine stack
+ * must be announced to them (co.c), or ASan takes the coroutine's frames for
+ * wild accesses and TSan's shadow call stack goes wrong. The annotations are
+ * compiled in only when the compiler instruments for a sanitizer, so the
+ * normal build's switch is unchanged. */
+#if defined(__SANITIZE_ADDRESS__)
+#define YFI_ASAN 1
+#endif
+#if defined(__SANITIZE_THREAD__)
+#define YFI_TSAN 1
+#endif
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer) && !defined(YFI_ASAN)
+#define YFI_ASAN 1
+#endif
+#if __has_feature(thread_sanitizer) && !defined(YFI_TSAN)
+#define YFI_TSAN 1
+#endif
+#endif
+#if defined(YFI_ASAN) || defined(YFI_TSAN)
+#define YFI_FIBERS 1
+#endif
+
+/* Valgrind's client requests, when its header is installed: a few no-op
+ * instructions outside valgrind, and only where a stack is carved or unmapped
+ * (stack.c), never on a switch. Under memcheck, a stack pointer that moves
+ * between two registered stacks is a switch, not a 64 KiB frame pop. */
+#if defined(__has_include)
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#define YFI_VALGRIND 1
+#endif
+#endif
+
 /* ---- context switch (ctx_<arch>.S) -------------------------------------- */
 
 /* The frame a switch leaves on the stack it leaves; the offsets are the

@@ -30,4 +30,20 @@
         CHECK((call) == NULL && errno == (err));                                      \
     } while (0)
 
+/* Under valgrind: ON_VALGRIND() is true, and a stack a test switches to
+ * itself is registered so that memcheck sees a switch, not a huge frame. */
+#if defined(__has_include)
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#define ON_VALGRIND() (RUNNING_ON_VALGRIND != 0)
+#define STACK_REGISTER(lo, hi) ((unsigned)VALGRIND_STACK_REGISTER((lo), (hi)))
+#define STACK_DEREGISTER(id) VALGRIND_STACK_DEREGISTER(id)
+#endif
+#endif
+#ifndef ON_VALGRIND
+#define ON_VALGRIND() 0
+#define STACK_REGISTER(lo, hi) ((void)(lo), (void)(hi), 0u)
+#define STACK_DEREGISTER(id) ((void)(id))
+#endif
+
 #endif

@@ -1,0 +1,374 @@
+"""`make sanitize`: the runtime under ASan+UBSan, TSan and memcheck, and a short fuzz run.
+
+Steps (all by default; `--only STEP[,STEP]` picks some):
+
+  c-asan     every tests/c/*.c program, release and debug builds, with
+             ASan+UBSan (gcc); the runtime announces each switch to ASan
+             (co.c), so fake stacks and stack bounds follow the coroutines
+  c-tsan     the programs that use threads (the hook suite's DNS workers and
+             its plain-thread checks) and the switch/scheduler tests with TSan
+  memcheck   every tests/c/test_*.c under valgrind memcheck (the runtime
+             registers each coroutine stack with valgrind)
+  py-asan    the Python tests of the runtime against an ASan+UBSan build of
+             the cffi module, made in build/sanitize/ (the in-place module is
+             left alone) and put first on PYTHONPATH, libasan preloaded
+  fuzz       each tests/fuzz/fuzz_*.py for --fuzz-seconds against an
+             ASan+UBSan build made with clang and libFuzzer's coverage
+
+Prints one line per check and ends with "N passed, N failed"; exits 1 when
+anything failed. A step whose tool is missing (valgrind, clang, atheris)
+fails with what to install: `.ci/run` installs them all.
+"""
+import argparse
+import importlib.util
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import sysconfig
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BUILD = ROOT / "build" / "sanitize"
+C_DIR = ROOT / "tests" / "c"
+FUZZ_DIR = ROOT / "tests" / "fuzz"
+STEPS = ("c-asan", "c-tsan", "memcheck", "py-asan", "fuzz")
+
+# The Python tests that drive the runtime in-process.
+PY_TESTS = ("tests/test_runtime.py", "tests/test_wheel.py", "tests/test_sbuf.py", "tests/test_loop.py")
+
+ASAN = ("-fsanitize=address,undefined", "-fno-sanitize-recover=undefined", "-fno-omit-frame-pointer")
+TSAN = ("-fsanitize=thread",)
+ASAN_OPTIONS = "allocator_may_return_null=1:detect_stack_use_after_return=1:strict_string_checks=1:check_initialization_order=1"
+# allocator_may_return_null: the runtime and its tests handle a failed allocation (MemoryError, ENOMEM).
+UBSAN_OPTIONS = "halt_on_error=1:print_stacktrace=1"
+TSAN_OPTIONS = "halt_on_error=1"
+# Under memcheck the leak check is on: the C tests free what they make.
+VALGRIND = ("valgrind", "-q", "--error-exitcode=99", "--leak-check=full", "--errors-for-leak-kinds=definite")
+SANITIZER_REPORTS = ("ERROR: AddressSanitizer", "runtime error:", "WARNING: ThreadSanitizer",
+                     "ERROR: LeakSanitizer", "AddressSanitizer: CHECK failed")
+
+# TSan defers a signal handler to its next interception point, and it does
+# not intercept epoll_pwait2, the loop's wait: test_loop's EINTR check then
+# reads the handler's count too early. Nothing in test_loop uses threads.
+TSAN_SKIP = {"test_loop": "TSan defers signal handlers past epoll_pwait2 (not intercepted); no threads"}
+
+
+def _load(name: str, path: Path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+class Results:
+    def __init__(self):
+        self.passed, self.failed = [], []
+
+    def add(self, name: str, ok: bool, detail: str = "") -> bool:
+        (self.passed if ok else self.failed).append(name)
+        print(f"{'PASS' if ok else 'FAIL'} {name}" + (f"\n{detail.rstrip()}" if detail and not ok else ""),
+              flush=True)
+        return ok
+
+
+def _describe(rc: int) -> str:
+    if rc >= 0:
+        return f"exit {rc}"
+    try:
+        return f"killed by {signal.Signals(-rc).name}"
+    except ValueError:
+        return f"killed by signal {-rc}"
+
+
+def _run(cmd, env=None, timeout=600, cwd=None) -> subprocess.CompletedProcess:
+    full = {**os.environ, **(env or {})}
+    try:
+        return subprocess.run(list(map(str, cmd)), capture_output=True, text=True, errors="replace",
+                              env=full, timeout=timeout, cwd=cwd)
+    except subprocess.TimeoutExpired as e:
+        return subprocess.CompletedProcess(e.cmd, -signal.SIGKILL, e.stdout or "", f"timed out after {timeout} s")
+
+
+def _clean(cp) -> tuple[bool, str]:
+    """A run is clean when it exits 0 and no sanitizer reported anything."""
+    out = f"{_describe(cp.returncode)}\n--- stdout ---\n{cp.stdout[-4000:]}\n--- stderr ---\n{cp.stderr[-8000:]}"
+    reported = [r for r in SANITIZER_REPORTS if r in cp.stderr]
+    return cp.returncode == 0 and not reported, out
+
+
+def _marker(path: Path, name: str):
+    import re
+    m = re.search(rf"^\s*\*?\s*{name}:\s*(.+?)\s*$", path.read_text(), re.M)
+    return m.group(1) if m else None
+
+
+def _compile_c(path: Path, flags: tuple[str, ...], out: Path, extra_sources=(), ldflags=()) -> Path:
+    from yfcore.lab import toolchain
+    own = tuple((_marker(path, "test-cflags") or "").split())
+    return toolchain.compile_program(path, with_runtime=True, extra_sources=extra_sources,
+                                     cflags=("-O2", "-fstack-clash-protection", *flags, *own),
+                                     ldflags=(*flags, *ldflags, "-lm"), out_dir=out)
+
+
+def _compile_step(res: Results, name: str, fn):
+    from yfcore.lab import toolchain
+    try:
+        return fn()
+    except toolchain.CompileError as e:
+        res.add(name, False, f"compile failed:\n{e.stderr[-4000:]}")
+        return None
+
+
+# ---- C programs --------------------------------------------------------------
+
+def step_c_asan(res: Results):
+    env = {"ASAN_OPTIONS": ASAN_OPTIONS, "UBSAN_OPTIONS": UBSAN_OPTIONS}
+    for path in sorted(C_DIR.glob("*.c")):
+        for build, flags in (("release", ("-DNDEBUG",)), ("debug", ("-DYF_DEBUG",))):
+            name = f"c-asan {path.stem} {build}"
+            prog = _compile_step(res, name, lambda: _compile_c(path, (*ASAN, *flags), BUILD / "c-asan"))
+            if prog is None:
+                continue
+            cp = _run([prog], env, timeout=300)
+            if path.name.startswith("fail_"):
+                message = _marker(path, "expect-abort") or "?"
+                res.add(name, cp.returncode == -signal.SIGABRT and message in cp.stderr,
+                        f"expected SIGABRT with {message!r}\n{_clean(cp)[1]}")
+            else:
+                res.add(name, *_clean(cp))
+    # The hook suite: every hooked call, its DNS workers, plain threads.
+    name = "c-asan hook_suite"
+    prog = _compile_step(res, name, lambda: _hook_suite(ASAN, BUILD / "c-asan"))
+    if prog is not None:
+        res.add(name, *_clean(_run([prog], env, timeout=300)))
+
+
+def _hook_suite(flags, out: Path) -> Path:
+    # Linked in statically, as the "static" mode of tests/test_hooks.py.
+    hook = ROOT / "csrc" / "hook"
+    return _compile_c(ROOT / "csrc" / "programs" / "hook_suite.c",
+                      (*flags, "-U_FORTIFY_SOURCE", f"-I{hook}", '-DYF_HOOK_BUILD="sanitize"'),
+                      out, extra_sources=sorted(hook.glob("*.c")),
+                      ldflags=("-Wl,--export-dynamic", "-lpthread"))
+
+
+def step_c_tsan(res: Results):
+    env = {"TSAN_OPTIONS": TSAN_OPTIONS}
+    name = "c-tsan hook_suite"
+    prog = _compile_step(res, name, lambda: _hook_suite(TSAN, BUILD / "c-tsan"))
+    if prog is not None:
+        res.add(name, *_clean(_run([prog], env, timeout=300)))
+    for path in sorted(C_DIR.glob("test_*.c")):
+        if path.stem in TSAN_SKIP:
+            print(f"SKIP c-tsan {path.stem}: {TSAN_SKIP[path.stem]}")
+            continue
+        name = f"c-tsan {path.stem}"
+        prog = _compile_step(res, name, lambda: _compile_c(path, (*TSAN, "-DNDEBUG"), BUILD / "c-tsan"))
+        if prog is not None:
+            res.add(name, *_clean(_run([prog], env, timeout=300)))
+
+
+def step_memcheck(res: Results):
+    if not shutil.which("valgrind"):
+        res.add("memcheck", False, "valgrind is not installed (apt-get install valgrind)")
+        return
+    from yfcore.lab import toolchain
+    for path in sorted(C_DIR.glob("test_*.c")):
+        name = f"memcheck {path.stem}"
+        prog = _compile_step(res, name, lambda: toolchain.compile_program(
+            path, with_runtime=True, cflags=("-O2", "-fstack-clash-protection", "-DNDEBUG"),
+            ldflags=("-lm",), out_dir=BUILD / "memcheck"))
+        if prog is not None:
+            res.add(name, *_clean(_run([*VALGRIND, prog], timeout=900)))
+
+
+# ---- the cffi module -----------------------------------------------------------
+
+def build_module(kind: str) -> Path:
+    """Build the cffi module with sanitizers into build/sanitize/<kind>/ and lay the
+    package around it there (symlinks to the sources); returns the directory to
+    put first on PYTHONPATH. kind: "py-asan" (gcc) or "py-fuzz" (clang, libFuzzer
+    coverage). The compile runs in a subprocess with CC set for the kind."""
+    out = BUILD / kind
+    cmd = [sys.executable, __file__, "--build-module", kind]
+    env = {"CC": "gcc" if kind == "py-asan" else "clang"}
+    cp = _run(cmd, env, timeout=900)
+    if cp.returncode != 0:
+        raise RuntimeError(f"building the {kind} module failed:\n{cp.stdout[-3000:]}\n{cp.stderr[-6000:]}")
+    return out
+
+
+def _build_module_here(kind: str) -> None:
+    """Compile what yfcore/_build.py would (its cdef, sources and flags) with the
+    sanitizers added, straight with $CC: one object per source, then -shared."""
+    flags = list(ASAN) + (["-fsanitize=fuzzer-no-link"] if kind == "py-fuzz" else [])
+    builder = _load("_yf_build_sanitize", ROOT / "yfcore" / "_build.py")
+    ffi = builder.ffibuilder
+    module, _, _, kwds = ffi._assigned_source
+    out = BUILD / kind
+    obj = out / "obj"
+    pkg = out / module.split(".")[0]
+    obj.mkdir(parents=True, exist_ok=True)
+    pkg.mkdir(parents=True, exist_ok=True)
+    wrapper = obj / "_yfcore.c"
+    ffi.emit_c_code(str(wrapper))
+    cc = os.environ.get("CC", "cc").split()
+    cflags = ["-fPIC", f"-I{sysconfig.get_paths()['include']}",
+              *(f"-I{(ROOT / d).resolve()}" for d in kwds.get("include_dirs", [])),
+              *(f"-D{k}" if v is None else f"-D{k}={v}" for k, v in kwds.get("define_macros", [])),
+              *kwds.get("extra_compile_args", []), *flags]
+    objects = []
+    for i, src in enumerate([wrapper, *((ROOT / s).resolve() for s in kwds.get("sources", []))]):
+        o = obj / f"{i:02d}-{Path(src).stem}.o"
+        cmd = [*cc, *cflags, "-c", str(src), "-o", str(o)]
+        cp = subprocess.run(cmd, capture_output=True, text=True)
+        if cp.returncode != 0:
+            sys.exit(f"{' '.join(cmd)}\n{cp.stderr}")
+        objects.append(str(o))
+    target = pkg / (module.split(".")[-1] + sysconfig.get_config_var("EXT_SUFFIX"))
+    cmd = [*cc, "-shared", "-o", str(target) + ".tmp", *objects, *kwds.get("extra_link_args", []), *flags,
+           *(f"-l{lib}" for lib in kwds.get("libraries", []))]
+    cp = subprocess.run(cmd, capture_output=True, text=True)
+    if cp.returncode != 0:
+        sys.exit(f"{' '.join(cmd)}\n{cp.stderr}")
+    os.replace(str(target) + ".tmp", target)
+    # The rest of the package: links to the source tree, so the lab still
+    # finds the repository root (it resolves links) and its hook library.
+    for entry in (ROOT / "yfcore").iterdir():
+        if entry.name.startswith("_yfcore") or entry.name == "__pycache__":
+            continue
+        link = pkg / entry.name
+        if link.is_symlink() or link.is_file():
+            link.unlink()
+        elif link.is_dir():
+            shutil.rmtree(link)
+        link.symlink_to(entry)
+
+
+def _preload(cc: str, lib: str) -> str:
+    cp = _run([cc, f"-print-file-name={lib}"], timeout=60)
+    path = cp.stdout.strip()
+    if cp.returncode != 0 or not os.path.isabs(path):
+        raise RuntimeError(f"{cc} does not know {lib}")
+    return path
+
+
+def _module_env(kind: str, pythonpath: Path, preload: str) -> dict[str, str]:
+    return {
+        "PYTHONPATH": os.pathsep.join([str(pythonpath), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+        "LD_PRELOAD": preload,
+        # The interpreter does not free everything at exit.
+        "ASAN_OPTIONS": "detect_leaks=0:" + ASAN_OPTIONS,
+        "UBSAN_OPTIONS": UBSAN_OPTIONS,
+    }
+
+
+def _check_module(res: Results, kind: str, env) -> bool:
+    # -P: the current directory must not come first, or the in-place build would.
+    cp = _run([sys.executable, "-P", "-c", "import yfcore._yfcore as m; print(m.__file__)"], env, cwd=ROOT)
+    where = cp.stdout.strip()
+    ok = cp.returncode == 0 and where.startswith(str(BUILD / kind))
+    return res.add(f"{kind} module loads from build/sanitize/{kind}", ok, f"{where}\n{cp.stderr[-3000:]}")
+
+
+def step_py_asan(res: Results):
+    try:
+        path = build_module("py-asan")
+        preload = _preload("gcc", "libasan.so")
+    except RuntimeError as e:
+        res.add("py-asan build", False, str(e))
+        return
+    env = {**_module_env("py-asan", path, preload), "YF_QUICK": "1"}
+    if not _check_module(res, "py-asan", env):
+        return
+    cp = _run([sys.executable, "-P", "-m", "pytest", "-q", "-x", "--capture=sys", "-p", "no:cacheprovider", *PY_TESTS], env,
+              timeout=1800, cwd=ROOT)
+    tail = "\n".join(cp.stdout.splitlines()[-3:])
+    print(f"  pytest under ASan: {tail.splitlines()[-1] if tail else '(no output)'}")
+    res.add("py-asan pytest " + " ".join(Path(t).stem for t in PY_TESTS), *_clean(cp))
+
+
+# ---- fuzzing ------------------------------------------------------------------------
+
+def fuzz_env() -> tuple[dict[str, str], Path]:
+    """(environment, module dir) for running a fuzz target against the clang build."""
+    try:
+        import atheris
+    except ImportError:
+        raise RuntimeError("atheris is not installed (pip install atheris; it needs clang)") from None
+    path = build_module("py-fuzz")
+    preload = Path(atheris.path()) / "asan_with_fuzzer.so"
+    if not preload.is_file():
+        raise RuntimeError(f"atheris has no {preload.name} in {preload.parent}")
+    return _module_env("py-fuzz", path, str(preload)), path
+
+
+def run_fuzz(res: Results, seconds: float, jobs_dir: Path | None = None) -> None:
+    try:
+        env, _ = fuzz_env()
+    except RuntimeError as e:
+        res.add("fuzz build", False, str(e))
+        return
+    if not _check_module(res, "py-fuzz", env):
+        return
+    targets = sorted(FUZZ_DIR.glob("fuzz_*.py"))
+    each = max(5, int(seconds / max(1, len(targets))))
+    for target in targets:
+        corpus = FUZZ_DIR / "corpus" / target.stem
+        fresh = (jobs_dir or BUILD / "fuzz") / target.stem
+        fresh.mkdir(parents=True, exist_ok=True)
+        artifacts = (jobs_dir or BUILD / "fuzz") / f"{target.stem}-crashes"
+        artifacts.mkdir(parents=True, exist_ok=True)
+        # New inputs go to `fresh` (the first directory); the committed corpus
+        # seeds the run and is only read.
+        cmd = [sys.executable, "-P", target, f"-max_total_time={each}", "-timeout=10", "-rss_limit_mb=4096",
+               f"-artifact_prefix={artifacts}/", "-print_final_stats=1", fresh, corpus]
+        t0 = time.monotonic()
+        cp = _run(cmd, env, timeout=each + 300, cwd=ROOT)
+        stats = [ln for ln in cp.stderr.splitlines() if ln.startswith(("stat::number_of_executed_units",
+                                                                        "stat::new_units_added", "#"))]
+        done = next((ln for ln in reversed(stats) if ln.startswith("#") and "DONE" in ln), "")
+        print(f"  {target.stem}: {time.monotonic() - t0:.0f} s; {done.strip()}")
+        for ln in stats:
+            if ln.startswith("stat::"):
+                print(f"    {ln}")
+        res.add(f"fuzz {target.stem} {each} s", *_clean(cp))
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", default=",".join(STEPS), help=f"comma-separated steps of {', '.join(STEPS)}")
+    ap.add_argument("--fuzz-seconds", type=float, default=float(os.environ.get("YF_FUZZ_SECONDS", 60)),
+                    help="total fuzzing time, split over the targets (default 60, or $YF_FUZZ_SECONDS)")
+    ap.add_argument("--build-module", choices=("py-asan", "py-fuzz"), help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.build_module:
+        _build_module_here(args.build_module)
+        return 0
+    steps = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = [s for s in steps if s not in STEPS]
+    if unknown:
+        ap.error(f"unknown step {', '.join(unknown)}; steps: {', '.join(STEPS)}")
+    res = Results()
+    t0 = time.monotonic()
+    for step in steps:
+        ts = time.monotonic()
+        print(f"== {step}", flush=True)
+        if step == "fuzz":
+            run_fuzz(res, args.fuzz_seconds)
+        else:
+            {"c-asan": step_c_asan, "c-tsan": step_c_tsan, "memcheck": step_memcheck,
+             "py-asan": step_py_asan}[step](res)
+        print(f"== {step}: {time.monotonic() - ts:.0f} s", flush=True)
+    print(f"sanitize: {time.monotonic() - t0:.0f} s")
+    for name in res.failed:
+        print(f"failed: {name}")
+    print(f"{len(res.passed)} passed, {len(res.failed)} failed")
+    return 1 if res.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
