@@ -3,7 +3,7 @@ PYTHON ?= python3
 STAMP := $(VENV)/.yfcore-installed
 CSRC := $(wildcard csrc/*.c csrc/*.h csrc/*.S csrc/*.inc csrc/lab/*.c csrc/lab/*.h csrc/lab/*.S csrc/hook/*.c csrc/hook/*.h)
 
-.PHONY: report test build reference clean
+.PHONY: report test sanitize fuzz build reference clean
 
 $(STAMP): pyproject.toml setup.py yfcore/_sources.py yfcore/_build.py yfcore/_hookbuild.py $(CSRC)
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -17,6 +17,19 @@ report: $(STAMP)
 test: export YF_QUICK = 1
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+# The C tests under ASan+UBSan, TSan and valgrind memcheck, the runtime's
+# Python tests against an ASan build of the module (in build/sanitize/, the
+# in-place module untouched), then a short fuzz run (tests/sanitize.py;
+# needs valgrind, clang and atheris, which .ci/run installs).
+sanitize: export YF_QUICK = 1
+sanitize: $(STAMP)
+	$(VENV)/bin/python tests/sanitize.py $(ARGS)
+
+# A longer fuzz run at low priority: make fuzz FUZZ_SECONDS=900
+FUZZ_SECONDS ?= 600
+fuzz: $(STAMP)
+	nice -n 19 $(VENV)/bin/python tests/sanitize.py --only fuzz --fuzz-seconds $(FUZZ_SECONDS)
 
 # Recompiles the extension in place without reinstalling; needs the venv.
 build: | $(STAMP)

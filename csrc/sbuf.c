@@ -499,8 +499,11 @@ int64_t yf_sbuf_send(yf_sbuf *sb, int fd)
 {
     yf_iovec iov[IOV_BATCH];
     int k = yf_sbuf_peekv(sb, iov, IOV_BATCH, SIZE_MAX);
-    if (k == 0)
+    if (k == 0) {
+        /* Nothing to send; what lies before the cursor goes all the same. */
+        yf_sbuf_consume(sb);
         return 0;
+    }
     ssize_t put = yfi_writev_nosigpipe(fd, (struct iovec *)iov, k);
     if (put < 0)
         return -1;

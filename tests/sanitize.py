@@ -106,83 +106,93 @@ def _marker(path: Path, name: str):
 
 
 def _compile_c(path: Path, flags: tuple[str, ...], out: Path, extra_sources=(), ldflags=()) -> Path:
+    """As tests/test_c.py builds a C test (runtime and lab, _sources.TEST_CFLAGS), plus `flags`."""
+    from yfcore import _sources
     from yfcore.lab import toolchain
     own = tuple((_marker(path, "test-cflags") or "").split())
-    return toolchain.compile_program(path, with_runtime=True, extra_sources=extra_sources,
-                                     cflags=("-O2", "-fstack-clash-protection", *flags, *own),
+    return toolchain.compile_program(path, with_lab=True, extra_sources=extra_sources,
+                                     cflags=(*_sources.TEST_CFLAGS, *flags, *own),
                                      ldflags=(*flags, *ldflags, "-lm"), out_dir=out)
 
 
-def _compile_step(res: Results, name: str, fn):
+def _parallel(res: Results, jobs) -> None:
+    """Run (name, job) pairs on as many threads as there are cores; each job
+    returns (ok, detail) or None (skipped). Results are reported in order."""
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:
+        futures = [(name, pool.submit(job)) for name, job in jobs]
+        for name, fut in futures:
+            out = fut.result()
+            if out is not None:
+                res.add(name, *out)
+
+
+def _compiled(name: str, build, run):
+    """A job: build() a program (a CompileError fails it), then run(program) -> (ok, detail)."""
     from yfcore.lab import toolchain
-    try:
-        return fn()
-    except toolchain.CompileError as e:
-        res.add(name, False, f"compile failed:\n{e.stderr[-4000:]}")
-        return None
+
+    def job():
+        try:
+            prog = build()
+        except toolchain.CompileError as e:
+            return False, f"compile failed:\n{e.stderr[-4000:]}"
+        return run(prog)
+    return name, job
 
 
 # ---- C programs --------------------------------------------------------------
 
 def step_c_asan(res: Results):
     env = {"ASAN_OPTIONS": ASAN_OPTIONS, "UBSAN_OPTIONS": UBSAN_OPTIONS}
+    jobs = []
     for path in sorted(C_DIR.glob("*.c")):
         for build, flags in (("release", ("-DNDEBUG",)), ("debug", ("-DYF_DEBUG",))):
-            name = f"c-asan {path.stem} {build}"
-            prog = _compile_step(res, name, lambda: _compile_c(path, (*ASAN, *flags), BUILD / "c-asan"))
-            if prog is None:
-                continue
-            cp = _run([prog], env, timeout=300)
-            if path.name.startswith("fail_"):
-                message = _marker(path, "expect-abort") or "?"
-                res.add(name, cp.returncode == -signal.SIGABRT and message in cp.stderr,
-                        f"expected SIGABRT with {message!r}\n{_clean(cp)[1]}")
-            else:
-                res.add(name, *_clean(cp))
+            def run(prog, path=path):
+                cp = _run([prog], env, timeout=300)
+                if path.name.startswith("fail_"):
+                    message = _marker(path, "expect-abort") or "?"
+                    return (cp.returncode == -signal.SIGABRT and message in cp.stderr,
+                            f"expected SIGABRT with {message!r}\n{_clean(cp)[1]}")
+                return _clean(cp)
+            jobs.append(_compiled(f"c-asan {path.stem} {build}",
+                                  lambda path=path, flags=flags: _compile_c(path, (*ASAN, *flags), BUILD / "c-asan"),
+                                  run))
     # The hook suite: every hooked call, its DNS workers, plain threads.
-    name = "c-asan hook_suite"
-    prog = _compile_step(res, name, lambda: _hook_suite(ASAN, BUILD / "c-asan"))
-    if prog is not None:
-        res.add(name, *_clean(_run([prog], env, timeout=300)))
+    jobs.append(_compiled("c-asan hook_suite", lambda: _hook_suite(ASAN, BUILD / "c-asan"),
+                          lambda prog: _clean(_run([prog], env, timeout=300))))
+    _parallel(res, jobs)
 
 
 def _hook_suite(flags, out: Path) -> Path:
     # Linked in statically, as the "static" mode of tests/test_hooks.py.
-    hook = ROOT / "csrc" / "hook"
+    from yfcore import _sources
     return _compile_c(ROOT / "csrc" / "programs" / "hook_suite.c",
-                      (*flags, "-U_FORTIFY_SOURCE", f"-I{hook}", '-DYF_HOOK_BUILD="sanitize"'),
-                      out, extra_sources=sorted(hook.glob("*.c")),
-                      ldflags=("-Wl,--export-dynamic", "-lpthread"))
+                      (*flags, *_sources.HOOK_CFLAGS, f"-I{_sources.csrc() / 'hook'}", '-DYF_HOOK_BUILD="sanitize"'),
+                      out, extra_sources=_sources.hook(),
+                      ldflags=("-Wl,--export-dynamic", *(f"-l{lib}" for lib in _sources.HOOK_LIBS)))
 
 
 def step_c_tsan(res: Results):
     env = {"TSAN_OPTIONS": TSAN_OPTIONS}
-    name = "c-tsan hook_suite"
-    prog = _compile_step(res, name, lambda: _hook_suite(TSAN, BUILD / "c-tsan"))
-    if prog is not None:
-        res.add(name, *_clean(_run([prog], env, timeout=300)))
+    run = lambda prog: _clean(_run([prog], env, timeout=300))  # noqa: E731
+    jobs = [_compiled("c-tsan hook_suite", lambda: _hook_suite(TSAN, BUILD / "c-tsan"), run)]
     for path in sorted(C_DIR.glob("test_*.c")):
         if path.stem in TSAN_SKIP:
             print(f"SKIP c-tsan {path.stem}: {TSAN_SKIP[path.stem]}")
             continue
-        name = f"c-tsan {path.stem}"
-        prog = _compile_step(res, name, lambda: _compile_c(path, (*TSAN, "-DNDEBUG"), BUILD / "c-tsan"))
-        if prog is not None:
-            res.add(name, *_clean(_run([prog], env, timeout=300)))
+        jobs.append(_compiled(f"c-tsan {path.stem}",
+                              lambda path=path: _compile_c(path, (*TSAN, "-DNDEBUG"), BUILD / "c-tsan"), run))
+    _parallel(res, jobs)
 
 
 def step_memcheck(res: Results):
     if not shutil.which("valgrind"):
         res.add("memcheck", False, "valgrind is not installed (apt-get install valgrind)")
         return
-    from yfcore.lab import toolchain
-    for path in sorted(C_DIR.glob("test_*.c")):
-        name = f"memcheck {path.stem}"
-        prog = _compile_step(res, name, lambda: toolchain.compile_program(
-            path, with_runtime=True, cflags=("-O2", "-fstack-clash-protection", "-DNDEBUG"),
-            ldflags=("-lm",), out_dir=BUILD / "memcheck"))
-        if prog is not None:
-            res.add(name, *_clean(_run([*VALGRIND, prog], timeout=900)))
+    _parallel(res, [_compiled(f"memcheck {path.stem}",
+                              lambda path=path: _compile_c(path, ("-DNDEBUG",), BUILD / "memcheck"),
+                              lambda prog: _clean(_run([*VALGRIND, prog], timeout=900)))
+                    for path in sorted(C_DIR.glob("test_*.c"))])
 
 
 # ---- the cffi module -----------------------------------------------------------
@@ -202,8 +212,9 @@ def build_module(kind: str) -> Path:
 
 
 def _build_module_here(kind: str) -> None:
-    """Compile what yfcore/_build.py would (its cdef, sources and flags) with the
-    sanitizers added, straight with $CC: one object per source, then -shared."""
+    """Compile what yfcore/_build.py would (its cdef, and the sources and flags
+    _sources.py names, as _build.py passes them to cffi) with the sanitizers
+    added, straight with $CC: one object per source, then -shared."""
     flags = list(ASAN) + (["-fsanitize=fuzzer-no-link"] if kind == "py-fuzz" else [])
     builder = _load("_yf_build_sanitize", ROOT / "yfcore" / "_build.py")
     ffi = builder.ffibuilder

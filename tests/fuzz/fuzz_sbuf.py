@@ -19,7 +19,7 @@ import sys
 
 import atheris
 
-with atheris.instrument_imports():
+with atheris.instrument_imports(include=["yfcore"]):
     from yfcore.sbuf import SockBuf
 
 MAX_OPS = 48
