@@ -119,6 +119,7 @@ struct yf_sched {
     yf_counts n;
     uint32_t mxcsr;             /* FP environment new coroutines start with */
     uint16_t x87cw;
+    void *dead_stack;           /* MALLOC_STACKS: the last finished coroutine's */
     yf_trace_rec *trace;
     size_t trace_cap;
     uint64_t trace_len;
@@ -491,6 +492,7 @@ int yf_sched_free(yf_sched *s)
         free(s->chunks[c]);
     }
     free(s->chunks);
+    free(s->dead_stack);
     free(s->trace);
     yfi_pool_destroy(&s->pool);
     free(s);
@@ -587,6 +589,22 @@ static void release_stack(yf_sched *s, struct yf_co *co)
     }
 }
 
+/* The stack of a coroutine that is finishing, while it still runs on it. A
+ * pooled slot goes back to the pool at once: nothing else runs on this
+ * thread before the switch that leaves it for good. A malloc'ed stack cannot
+ * be freed yet (free unmaps a large block at once, and ASan poisons it): it
+ * waits until the next exit, create or yf_sched_free frees it. */
+static void retire_stack(yf_sched *s, struct yf_co *co)
+{
+    if (!(s->flags & YF_SCHED_MALLOC_STACKS)) {
+        release_stack(s, co);
+        return;
+    }
+    free(s->dead_stack);
+    s->dead_stack = co->slot;
+    co->slot = NULL;
+}
+
 static void co_free(yf_sched *s, struct yf_co *co)
 {
     co->fn = NULL;
@@ -611,9 +629,7 @@ static __attribute__((noreturn)) void co_main(void *unused)
     yf_sched *s = co->s;
     co->state = YF_DONE;
     s->n.done++;
-    /* The stack goes back to the pool while we still run on it: nothing else
-     * runs on this thread before the switch below has left it for good. */
-    release_stack(s, co);
+    retire_stack(s, co);
     if (co->flags & CO_DETACHED)
         co_free(s, co);
     struct yf_co *to = co->resumer;
@@ -633,6 +649,10 @@ yf_co *yf_co_create(yf_sched *s, yf_co_fn fn, void *arg)
     struct yf_co *co = co_alloc(s);
     if (!co)
         return NULL;
+    if (YF_UNLIKELY(s->dead_stack != NULL)) {
+        free(s->dead_stack);
+        s->dead_stack = NULL;
+    }
     void *slot = (s->flags & YF_SCHED_MALLOC_STACKS) ? malloc(s->pool.size) : yfi_pool_get(&s->pool);
     if (!slot) {
         if (s->flags & YF_SCHED_MALLOC_STACKS)

@@ -541,6 +541,32 @@ static void test_hwm(void)
     }
 }
 
+/* Malloc'ed stacks of every size: a finishing coroutine runs on its stack
+ * until its last switch, so the stack must not be freed before (a 1 MiB block
+ * is its own mapping, which free unmaps at once). Detached ones too. */
+static void test_malloc_stacks(void)
+{
+    for (size_t size = YF_STACK_MIN; size <= ((size_t)1 << 20); size *= 4) {
+        yf_sched *s = yf_sched_new(size, YF_SCHED_MALLOC_STACKS);
+        CHECK(s != NULL);
+        for (int i = 0; i < 8; i++) {
+            yf_co *co = yf_co_create(s, yield_once, (void *)(intptr_t)i);
+            CHECK(co != NULL);
+            if (i & 1)
+                CHECK(yf_co_detach(co) == 0);
+            CHECK(yf_sched_run(s) == 2);
+            intptr_t st;
+            if (!(i & 1))
+                CHECK(yf_co_reap(co, &st) == 0 && st == i);
+        }
+        /* Two finished in a row, then the scheduler goes with a stack pending. */
+        yf_co *a = yf_co_create(s, yield_once, (void *)1), *b = yf_co_create(s, yield_once, (void *)2);
+        CHECK(a != NULL && b != NULL);
+        CHECK(yf_sched_run(s) == 4);
+        CHECK(yf_sched_free(s) == 0);
+    }
+}
+
 /* ---- counts step by step ----------------------------------------------------- */
 
 static void test_counts(void)
@@ -683,6 +709,7 @@ int main(void)
     test_trace();
     test_pool_reuse();
     test_hwm();
+    test_malloc_stacks();
     test_counts();
     test_keep_errno();
     test_bad_args();
