@@ -21,7 +21,7 @@ test: $(STAMP)
 # The C tests under ASan+UBSan, TSan and valgrind memcheck, the runtime's
 # Python tests against an ASan build of the module (in build/sanitize/, the
 # in-place module untouched), then a short fuzz run (tests/sanitize.py;
-# needs valgrind, clang and atheris, which .ci/run installs).
+# needs valgrind and clang from Debian and atheris from PyPI in the venv).
 sanitize: export YF_QUICK = 1
 sanitize: $(STAMP)
 	$(VENV)/bin/python tests/sanitize.py $(ARGS)
