@@ -215,7 +215,9 @@ int yf_addr_name(uint64_t addr, char *buf, size_t len);
  * context may change its own environment freely. Outside the fast mode it
  * simply loads the values. A new coroutine starts with the environment the
  * scheduler was made with (default mode) or the root's current one (FPFAST).
- * EINVAL for reserved MXCSR bits. */
+ * On AArch64 `mxcsr` carries FPCR (rounding mode, flush-to-zero, ...) and
+ * x87cw is 0 (get reports 0). EINVAL for reserved MXCSR or FPCR bits, or a
+ * non-zero x87cw on AArch64. */
 int yf_co_fpenv_set(uint32_t mxcsr, uint16_t x87cw);
 void yf_fpenv_get(uint32_t *mxcsr, uint16_t *x87cw);
 
