@@ -82,8 +82,8 @@ def _build(path: Path, extra: tuple[str, ...]) -> Path:
                                      ldflags=("-lm",))
 
 
-def _run(exe: Path, *qemu_args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    cmd = [QEMU, *qemu_args, "-L", str(SYSROOT), str(exe)]
+def _run(exe: Path, *args: str, qemu: tuple[str, ...] = (), timeout: float = 300) -> subprocess.CompletedProcess:
+    cmd = [QEMU, *qemu, "-L", str(SYSROOT), str(exe), *args]
     try:
         return subprocess.run(cmd, capture_output=True, text=True, errors="replace", timeout=timeout,
                               env={**os.environ, "YF_TEST_QEMU_USER": "1"})
@@ -149,7 +149,7 @@ def test_switches_are_bti_landing_pads(cross, tmp_path):
     # The linker ANDs the property over the inputs: present only if every
     # object, ctx_aarch64.S's and the lab's variants included, carries it.
     assert _has_bti_property(exe)
-    cp = _run(exe, "-cpu", "max", timeout=60)
+    cp = _run(exe, qemu=("-cpu", "max"), timeout=60)
     assert cp.returncode == 0, _report(exe, cp)
 
     inc = (csrc / "ctx_aarch64.inc").read_text()
@@ -166,7 +166,7 @@ def test_switches_are_bti_landing_pads(cross, tmp_path):
            str(TESTS / "cross" / "bti_aarch64.c"), str(padless / "ctx_aarch64.S"),
            str(padless / "lab" / "ctx_variants_aarch64.S")]
     subprocess.run(cmd, capture_output=True, text=True, check=True)
-    control = _run(exe, "-cpu", "max", timeout=60)
+    control = _run(exe, qemu=("-cpu", "max"), timeout=60)
     if control.returncode != -signal.SIGILL:
         pytest.skip(f"{QEMU} does not enforce BTI here (the pad-less control ended with "
                     f"{toolchain.describe_exit(control)}, not SIGILL)")
@@ -184,3 +184,33 @@ def test_unsupported_architecture_stops_the_build():
     assert "no context switch for this architecture" in cp.stderr
     with pytest.raises(_sources.UnsupportedArchitecture, match="riscv64"):
         _sources.arch_sources("riscv64")
+
+
+# ---- stack guards under qemu-user ------------------------------------------------
+
+@pytest.mark.parametrize("mode", ["guard", "guard-mprotect"])
+def test_guard_hit_kills_and_names_the_coroutine_under_qemu(cross, mode):
+    """csrc/programs/stack_overflow.c: coroutine B overflows into A's slot and the guard stops it.
+
+    qemu-user accepts MADV_GUARD_INSTALL and installs nothing; the runtime's
+    probe must see that and fall back to mprotect, or "guard" runs unguarded.
+    """
+    exe = toolchain.compile_program("stack_overflow", with_runtime=True, arch=ARCH, cc=(CC,),
+                                    cflags=_sources.TEST_CFLAGS)
+    cp = _run(exe, mode, timeout=60)
+    assert cp.returncode == -signal.SIGSEGV, _report(exe, cp)
+    printed = [o for o in toolchain.json_lines(cp.stdout) if o.get("event") == "overflowing"]
+    assert printed, _report(exe, cp)
+    m = re.search(r"yfcore: coroutine (\d+) overflowed its (\d+)-byte stack", cp.stderr)
+    assert m, _report(exe, cp)
+    assert int(m[1]) == printed[-1]["id"] and int(m[2]) == 65536
+
+
+def test_no_guard_corrupts_the_neighbour_under_qemu(cross):
+    """The control: without a guard the same overflow goes unnoticed and changes A's stack."""
+    exe = toolchain.compile_program("stack_overflow", with_runtime=True, arch=ARCH, cc=(CC,),
+                                    cflags=_sources.TEST_CFLAGS)
+    cp = _run(exe, "noguard", timeout=60)
+    assert cp.returncode == 0, _report(exe, cp)
+    r = toolchain.json_lines(cp.stdout)[-1]
+    assert r["exit"] == "normal" and r["adjacent"] is True and r["victim_bytes_changed"] > 0
