@@ -190,8 +190,9 @@ size_t yf_co_stack_hwm(const yf_co *co);
  * stack, out[3] end of the slot. EINVAL once co is done (no stack). */
 int yf_co_stack_layout(const yf_co *co, uint64_t out[4]);
 /* The 8 words of the frame a suspended (started, not running) coroutine left
- * on its stack (see ctx_x86_64.S) and its saved stack pointer in *sp.
- * EINVAL unless co is suspended with a frame. */
+ * on its stack (see ctx_x86_64.S: all of it; on AArch64 the first 8 of 22,
+ * FPCR, padding and x19-x24, see ctx_aarch64.S) and its saved stack pointer
+ * in *sp. EINVAL unless co is suspended with a frame. */
 int yf_co_saved_frame(const yf_co *co, uint64_t *sp, uint64_t out[8]);
 
 /* One slot of that frame: what it holds, its byte offset from the saved
