@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "yfi.h"
+#include "lab/lab.h"
 #include "check.h"
 
 #define RMODE 0x00c00000u       /* FPCR.RMode, bits 22-23: 0 RN, 1 RP, 2 RM, 3 RZ */

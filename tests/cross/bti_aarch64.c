@@ -4,8 +4,9 @@
  * libgcc carry no BTI property, so a program linked with them has BTI off,
  * and forcing it on faults in their own indirect calls before main. Here
  * the only inputs are this file, built with -mbranch-protection=standard,
- * and ctx_aarch64.S; the linker ANDs their GNU property notes, so the
- * program has BTI on only when ctx_aarch64.S carries the note, and then
+ * ctx_aarch64.S and lab/ctx_variants_aarch64.S; the linker ANDs their GNU
+ * property notes, so the program has BTI on only when both switch files
+ * carry the note, and then
  * every indirect call (`blr`) must land on a `bti c`. It calls each switch
  * variant through a pointer, into a fresh context whose frame it lays from
  * struct yfi_frame, and exits 0 when every round trip returned the value
@@ -14,6 +15,13 @@
 #include <stdint.h>
 
 #include "yfi.h"
+#include "lab/lab.h"
+
+/* lab/ctx_variants_aarch64.S; the runtime's two come from yfi.h. */
+YFI_FUNC void *yfi_ctx_full_ret(void **save, void *load, void *value);
+YFI_FUNC void *yfi_ctx_full_always(void **save, void *load, void *value);
+YFI_FUNC void *yfi_ctx_mxcsr_cmp(void **save, void *load, void *value);
+YFI_FUNC void *yfi_ctx_nofp_ret(void **save, void *load, void *value);
 
 static void *main_sp, *co_sp;
 static yfi_ctx_fn volatile cur;
