@@ -120,6 +120,28 @@ def test_program_aborts_with_message_under_qemu(cross, path):
     assert message in cp.stderr, _report(path, cp)
 
 
+def test_everything_pip_builds_cross_compiles_without_warnings(cross, tmp_path):
+    """What an install on aarch64 compiles, with the project's flags: the runtime and
+    the lab (the cffi module less its Python glue, whose headers are not here for
+    aarch64) and the hook library linked against libyf.so."""
+    csrc = _sources.csrc()
+    inc = [f"-I{d}" for d in _sources.include_dirs()]
+    module = [str(p) for p in (*_sources.runtime(arch=ARCH), *_sources.lab(arch=ARCH))]
+    libyf = tmp_path / "libyf.so"
+    steps = [
+        [CC, *_sources.COMMON_CFLAGS, *_sources.RELEASE_CFLAGS, "-fPIC", "-shared", *inc, "-o",
+         str(tmp_path / "module.so"), *module, *(f"-l{x}" for x in _sources.RUNTIME_LIBS)],
+        [CC, *_sources.LIBRARY_CFLAGS, "-shared", *inc, "-o", str(libyf),
+         *map(str, _sources.runtime(arch=ARCH)), *(f"-l{x}" for x in _sources.RUNTIME_LIBS)],
+        [CC, *_sources.LIBRARY_CFLAGS, *_sources.HOOK_CFLAGS, "-shared", *inc, f"-I{csrc / 'hook'}", "-o",
+         str(tmp_path / "libyfhook.so"), *map(str, _sources.hook()), f"-L{tmp_path}", "-lyf",
+         *(f"-l{x}" for x in _sources.HOOK_LIBS)],
+    ]
+    for cmd in steps:
+        cp = subprocess.run(cmd, capture_output=True, text=True)
+        assert cp.returncode == 0 and "warning:" not in cp.stderr, f"{' '.join(cmd)}\n{cp.stderr}"
+
+
 # ---- BTI: every switch entry point is a landing pad ---------------------------
 
 def _bti_program(ctx: Path, tmp_path: Path) -> Path:
