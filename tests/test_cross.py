@@ -245,3 +245,57 @@ def test_no_guard_corrupts_the_neighbour_under_qemu(cross):
     assert cp.returncode == 0, _report(exe, cp)
     r = toolchain.json_lines(cp.stdout)[-1]
     assert r["exit"] == "normal" and r["adjacent"] is True and r["victim_bytes_changed"] > 0
+
+
+# ---- pointer authentication: callers that sign their return addresses ---------------
+
+PAC_PROGRAMS = ["test_ctx_aarch64.c", "test_sched.c", "test_loop.c"]
+PACIASP = bytes.fromhex("3f2303d5")  # paciasp, little-endian
+
+
+def _pac_build(path: Path, ctx_dir: Path | None = None) -> Path:
+    """`path` with the runtime and lab built with -mbranch-protection=standard
+    (return addresses signed with sp as the modifier); `ctx_dir` swaps in the
+    switch files found there."""
+    extra = ()
+    if ctx_dir is not None:
+        extra = (ctx_dir / "ctx_aarch64.S", ctx_dir / "lab" / "ctx_variants_aarch64.S")
+        srcs = [p for p in (*_sources.runtime(arch=ARCH), *_sources.lab(arch=ARCH)) if p.suffix == ".c"]
+        return toolchain.compile_program(path, extra_sources=(*srcs, *extra), cc=(CC,),
+                                         cflags=(*_sources.TEST_CFLAGS, "-DNDEBUG", "-mbranch-protection=standard"),
+                                         ldflags=("-ldl", "-lm"))
+    return toolchain.compile_program(path, with_lab=True, arch=ARCH, cc=(CC,),
+                                     cflags=(*_sources.TEST_CFLAGS, "-DNDEBUG", "-mbranch-protection=standard"),
+                                     ldflags=("-lm",))
+
+
+@pytest.mark.parametrize("name", PAC_PROGRAMS, ids=lambda n: n[:-2])
+def test_signed_return_addresses_survive_switches(cross, name):
+    """The switch saves and restores x30 raw; callers built with pac-ret sign and
+    check their own return addresses around it (qemu -cpu max authenticates)."""
+    path = C_DIR / name
+    exe = _pac_build(path)
+    assert PACIASP in exe.read_bytes(), "the build did not sign return addresses"
+    cp = _run(exe, qemu=("-cpu", "max"))
+    assert cp.returncode == 0, _report(path, cp)
+
+
+def test_a_switch_that_signed_lr_would_break(cross, tmp_path):
+    """The control for the test above: a copy of the switch that signs x30 on entry
+    and authenticates it before returning, with sp as the modifier, authenticates the
+    other context's return address against the wrong stack and dies; were it to pass,
+    this qemu would not be checking signatures and the test above would prove nothing."""
+    csrc = _sources.csrc()
+    inc = (csrc / "ctx_aarch64.inc").read_text()
+    entry, leave = "    sub     sp, sp, #176\n", "    mov     x0, x2\n"
+    assert inc.count(entry) == 1 and inc.count(leave) == 1
+    (tmp_path / "lab").mkdir()
+    (tmp_path / "ctx_aarch64.inc").write_text(
+        inc.replace(entry, "    paciasp\n" + entry).replace(leave, leave + "    autiasp\n"))
+    for name in ("ctx_aarch64.S", "lab/ctx_variants_aarch64.S"):
+        (tmp_path / name).write_text((csrc / name).read_text())
+    path = C_DIR / "test_ctx_aarch64.c"
+    cp = _run(_pac_build(path, tmp_path), qemu=("-cpu", "max"), timeout=60)
+    if cp.returncode == 0:
+        pytest.skip(f"{QEMU} does not authenticate return addresses here: the signing control passed")
+    assert cp.returncode in (-signal.SIGSEGV, -signal.SIGILL, -signal.SIGBUS), _report(path, cp)
