@@ -1,7 +1,8 @@
 /* test_ctx_aarch64.c - the context switch keeps what AAPCS64 makes
  * callee-saved: x19-x29, sp, the low halves of v8-v15 (d8-d15) and FPCR's
  * control fields (rounding mode, flush-to-zero, default NaN), and a fresh
- * context starts on a 16-byte aligned stack. Raw switch variants and the
+ * context starts on a 16-byte aligned stack, where unwinding stops at the
+ * first-entry trampoline. Raw switch variants and the
  * scheduler (default and YF_SCHED_FPFAST) are both checked; this is
  * test_ctx.c's x86-64 psABI test, mirrored.
  *
@@ -14,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unwind.h>
 
 #include "yfi.h"
 #include "lab/lab.h"
@@ -465,6 +467,58 @@ static void test_root_changes_nested(unsigned flags)
     CHECK(yf_sched_free(s) == 0);
 }
 
+/* The unwinder walks a coroutine's stack from its body up to the first-entry
+ * trampoline and ends there: yfi_ctx_entry's CFI marks x30 undefined, which
+ * is the end of the stack. Without it the walk would find the trampoline
+ * again and again (its x30 still holds its own return address). */
+struct walk {
+    uintptr_t pcs[32];
+    int n;
+};
+
+static _Unwind_Reason_Code walk_frame(struct _Unwind_Context *ctx, void *arg)
+{
+    struct walk *w = arg;
+    if (w->n == 32)
+        return _URC_NORMAL_STOP;
+    w->pcs[w->n++] = (uintptr_t)_Unwind_GetIP(ctx);
+    return _URC_NO_REASON;
+}
+
+static __attribute__((noinline)) intptr_t unwind_body(void *arg)
+{
+    (void)arg;
+    struct walk w = {.n = 0};
+    _Unwind_Reason_Code rc = _Unwind_Backtrace(walk_frame, &w);
+    /* The frame past the undefined return address is reported with ip 0. */
+    if (w.n > 0 && w.pcs[w.n - 1] == 0)
+        w.n--;
+    CHECK(w.n >= 2);
+    uintptr_t entry = (uintptr_t)yfi_ctx_entry;
+    int in_entry = 0;
+    for (int i = 0; i < w.n; i++)
+        in_entry += w.pcs[i] > entry && w.pcs[i] <= entry + 12;
+    if (rc != _URC_END_OF_STACK || in_entry != 1 || !(w.pcs[w.n - 1] > entry && w.pcs[w.n - 1] <= entry + 12))
+        fprintf(stderr, "unwind: rc %d, %d frames, %d in yfi_ctx_entry, last 0x%lx, entry 0x%lx\n", (int)rc, w.n,
+                in_entry, (unsigned long)w.pcs[w.n - 1], (unsigned long)entry);
+    CHECK(rc == _URC_END_OF_STACK);
+    CHECK(in_entry == 1);
+    CHECK(w.pcs[w.n - 1] > entry && w.pcs[w.n - 1] <= entry + 12);
+    return w.n;
+}
+
+static void test_unwind_stops_at_entry(void)
+{
+    yf_sched *s = yf_sched_new(65536, 0);
+    CHECK(s != NULL);
+    yf_co *co = yf_co_create(s, unwind_body, NULL);
+    CHECK(co != NULL);
+    CHECK(yf_sched_run(s) == 1);
+    intptr_t st;
+    CHECK(yf_co_reap(co, &st) == 0 && st >= 2);
+    CHECK(yf_sched_free(s) == 0);
+}
+
 static intptr_t align_body(void *arg)
 {
     (void)arg;
@@ -502,6 +556,7 @@ int main(void)
     test_root_changes_nested(0);
     test_root_changes_nested(YF_SCHED_FPFAST);
     test_sched_alignment();
+    test_unwind_stops_at_entry();
     printf("test_ctx_aarch64: ok\n");
     return 0;
 }
