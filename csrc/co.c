@@ -39,8 +39,16 @@ _Static_assert(sizeof(struct yfi_frame) == 176, "frame table in ctx_aarch64.S");
 
 #define FRAME_SLOT(f) {#f, offsetof(struct yfi_frame, f), sizeof(((struct yfi_frame *)0)->f)}
 static const yf_frame_slot frame_slots[] = {
+#if defined(__x86_64__)
     FRAME_SLOT(mxcsr), FRAME_SLOT(x87cw), FRAME_SLOT(r12), FRAME_SLOT(r13), FRAME_SLOT(r14),
     FRAME_SLOT(r15), FRAME_SLOT(rbx), FRAME_SLOT(rbp), FRAME_SLOT(rip), {NULL, 0, 0},
+#else
+    FRAME_SLOT(fpcr), FRAME_SLOT(x19), FRAME_SLOT(x20), FRAME_SLOT(x21), FRAME_SLOT(x22),
+    FRAME_SLOT(x23), FRAME_SLOT(x24), FRAME_SLOT(x25), FRAME_SLOT(x26), FRAME_SLOT(x27),
+    FRAME_SLOT(x28), FRAME_SLOT(x29), FRAME_SLOT(x30), FRAME_SLOT(d8), FRAME_SLOT(d9),
+    FRAME_SLOT(d10), FRAME_SLOT(d11), FRAME_SLOT(d12), FRAME_SLOT(d13), FRAME_SLOT(d14),
+    FRAME_SLOT(d15), {NULL, 0, 0},
+#endif
 };
 
 const yf_frame_slot *yf_frame_slots(void)
