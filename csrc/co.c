@@ -17,6 +17,7 @@
 #include <sanitizer/tsan_interface.h>
 #endif
 
+#if defined(__x86_64__)
 _Static_assert(offsetof(struct yfi_frame, mxcsr) == 0, "frame table in ctx_x86_64.S");
 _Static_assert(offsetof(struct yfi_frame, x87cw) == 4, "frame table in ctx_x86_64.S");
 _Static_assert(offsetof(struct yfi_frame, r12) == 8, "frame table in ctx_x86_64.S");
@@ -27,11 +28,35 @@ _Static_assert(offsetof(struct yfi_frame, rbx) == 40, "frame table in ctx_x86_64
 _Static_assert(offsetof(struct yfi_frame, rbp) == 48, "frame table in ctx_x86_64.S");
 _Static_assert(offsetof(struct yfi_frame, rip) == 56, "frame table in ctx_x86_64.S");
 _Static_assert(sizeof(struct yfi_frame) == 64, "frame table in ctx_x86_64.S");
+#elif defined(__aarch64__)
+_Static_assert(offsetof(struct yfi_frame, fpcr) == 0, "frame table in ctx_aarch64.S");
+_Static_assert(offsetof(struct yfi_frame, x19) == 16, "frame table in ctx_aarch64.S");
+_Static_assert(offsetof(struct yfi_frame, x21) == 32, "frame table in ctx_aarch64.S");
+_Static_assert(offsetof(struct yfi_frame, x23) == 48, "frame table in ctx_aarch64.S");
+_Static_assert(offsetof(struct yfi_frame, x25) == 64, "frame table in ctx_aarch64.S");
+_Static_assert(offsetof(struct yfi_frame, x27) == 80, "frame table in ctx_aarch64.S");
+_Static_assert(offsetof(struct yfi_frame, x29) == 96, "frame table in ctx_aarch64.S");
+_Static_assert(offsetof(struct yfi_frame, x30) == 104, "frame table in ctx_aarch64.S");
+_Static_assert(offsetof(struct yfi_frame, d8) == 112, "frame table in ctx_aarch64.S");
+_Static_assert(offsetof(struct yfi_frame, d10) == 128, "frame table in ctx_aarch64.S");
+_Static_assert(offsetof(struct yfi_frame, d12) == 144, "frame table in ctx_aarch64.S");
+_Static_assert(offsetof(struct yfi_frame, d14) == 160, "frame table in ctx_aarch64.S");
+_Static_assert(offsetof(struct yfi_frame, d15) == 168, "frame table in ctx_aarch64.S");
+_Static_assert(sizeof(struct yfi_frame) == 176, "frame table in ctx_aarch64.S");
+#endif
 
 #define FRAME_SLOT(f) {#f, offsetof(struct yfi_frame, f), sizeof(((struct yfi_frame *)0)->f)}
 static const yf_frame_slot frame_slots[] = {
+#if defined(__x86_64__)
     FRAME_SLOT(mxcsr), FRAME_SLOT(x87cw), FRAME_SLOT(r12), FRAME_SLOT(r13), FRAME_SLOT(r14),
     FRAME_SLOT(r15), FRAME_SLOT(rbx), FRAME_SLOT(rbp), FRAME_SLOT(rip), {NULL, 0, 0},
+#else
+    FRAME_SLOT(fpcr), FRAME_SLOT(x19), FRAME_SLOT(x20), FRAME_SLOT(x21), FRAME_SLOT(x22),
+    FRAME_SLOT(x23), FRAME_SLOT(x24), FRAME_SLOT(x25), FRAME_SLOT(x26), FRAME_SLOT(x27),
+    FRAME_SLOT(x28), FRAME_SLOT(x29), FRAME_SLOT(x30), FRAME_SLOT(d8), FRAME_SLOT(d9),
+    FRAME_SLOT(d10), FRAME_SLOT(d11), FRAME_SLOT(d12), FRAME_SLOT(d13), FRAME_SLOT(d14),
+    FRAME_SLOT(d15), {NULL, 0, 0},
+#endif
 };
 
 const yf_frame_slot *yf_frame_slots(void)
@@ -47,16 +72,26 @@ void yfi_assert_fail(const char *e, const char *file, int line)
 
 void *yfi_ctx_make(void *top, void (*entry)(void *), uint32_t mxcsr, uint16_t x87cw)
 {
-    /* After the switch pops the 64-byte frame, %rsp = frame + 64 must be a
-     * multiple of 16 so that yfi_ctx_entry's `call` leaves the entry function
-     * with the psABI's (%rsp + 8) % 16 == 0. */
     uintptr_t t = (uintptr_t)top & ~(uintptr_t)15;
     struct yfi_frame *f = (struct yfi_frame *)(t - sizeof *f);
     memset(f, 0, sizeof *f);
+#if defined(__x86_64__)
+    /* After the switch pops the 64-byte frame, %rsp = frame + 64 must be a
+     * multiple of 16 so that yfi_ctx_entry's `call` leaves the entry function
+     * with the psABI's (%rsp + 8) % 16 == 0. */
     f->mxcsr = mxcsr;
     f->x87cw = x87cw;
     f->rbx = (uint64_t)(uintptr_t)entry;
     f->rip = (uint64_t)(uintptr_t)yfi_ctx_entry;
+#else
+    /* AAPCS64 wants sp 16-byte aligned at every instruction that uses it, so
+     * the frame's 176 bytes end exactly at the aligned top; x29 stays 0 to
+     * end frame-pointer chains at the entry function. */
+    (void)x87cw;
+    f->fpcr = mxcsr;
+    f->x19 = (uint64_t)(uintptr_t)entry;
+    f->x30 = (uint64_t)(uintptr_t)yfi_ctx_entry;
+#endif
     return f;
 }
 
@@ -227,11 +262,11 @@ static void fpenv_check(yf_sched *s, struct yf_co *from)
     }
     uint32_t want_m = (from->flags & CO_FPENV) ? from->mxcsr : s->mxcsr;
     uint16_t want_c = (from->flags & CO_FPENV) ? from->x87cw : s->x87cw;
-    /* The low six MXCSR bits are sticky exception flags, not control state. */
-    if ((m & ~0x3fu) != (want_m & ~0x3fu) || c != want_c) {
+    /* Sticky exception flags are status, not control state. */
+    if ((m & ~YFI_FPENV_STATUS) != (want_m & ~YFI_FPENV_STATUS) || c != want_c) {
         fprintf(stderr,
                 "yfcore: coroutine %llu changed the FP environment without yf_co_fpenv_set "
-                "(MXCSR 0x%x, x87 CW 0x%x; expected 0x%x, 0x%x)\n",
+                "(" YFI_FPENV_FMT "; expected 0x%x, 0x%x)\n",
                 (unsigned long long)from->id, m, c, want_m, want_c);
         abort();
     }
@@ -884,8 +919,9 @@ size_t yf_co_stack_hwm(const yf_co *co)
 
 int yf_co_fpenv_set(uint32_t mxcsr, uint16_t x87cw)
 {
-    /* Reserved MXCSR bits set make ldmxcsr raise #GP; refuse them here. */
-    if (mxcsr & ~0xffffu) {
+    /* Reserved MXCSR bits set make ldmxcsr raise #GP; refuse them here, and
+     * FPCR's RES0 bits and a second word on AArch64, which has no x87. */
+    if ((mxcsr & ~YFI_FPENV_VALID) || (!YFI_HAS_X87 && x87cw != 0)) {
         errno = EINVAL;
         return -1;
     }
@@ -915,9 +951,9 @@ void yf_fpenv_get(uint32_t *mxcsr, uint16_t *x87cw)
 const char *yf_build_info(void)
 {
 #ifdef YF_DEBUG
-    return "arch=x86_64 debug=1 cflags=" YF_CFLAGS;
+    return "arch=" YFI_ARCH " debug=1 cflags=" YF_CFLAGS;
 #else
-    return "arch=x86_64 debug=0 cflags=" YF_CFLAGS;
+    return "arch=" YFI_ARCH " debug=0 cflags=" YF_CFLAGS;
 #endif
 }
 

@@ -87,7 +87,13 @@ int yf_guard_regions_supported(void)
     void *p = mmap(NULL, 2 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     k = 0;
     if (p != MAP_FAILED) {
-        k = madvise(p, page, MADV_GUARD_INSTALL) == 0;
+        /* A successful madvise is not proof: qemu-user answers 0 to advice
+         * it does not know and installs nothing, which left every stack
+         * unguarded there. A real guard region makes the kernel's own read
+         * of the page fail with EFAULT (access(2) reads the path from it);
+         * an unguarded page holds "" and gives ENOENT. */
+        k = madvise(p, page, MADV_GUARD_INSTALL) == 0 && access((const char *)p, F_OK) == -1 &&
+            errno == EFAULT;
         munmap(p, 2 * page);
     }
     errno = saved;

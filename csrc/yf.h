@@ -190,8 +190,9 @@ size_t yf_co_stack_hwm(const yf_co *co);
  * stack, out[3] end of the slot. EINVAL once co is done (no stack). */
 int yf_co_stack_layout(const yf_co *co, uint64_t out[4]);
 /* The 8 words of the frame a suspended (started, not running) coroutine left
- * on its stack (see ctx_x86_64.S) and its saved stack pointer in *sp.
- * EINVAL unless co is suspended with a frame. */
+ * on its stack (see ctx_x86_64.S: all of it; on AArch64 the first 8 of 22,
+ * FPCR, padding and x19-x24, see ctx_aarch64.S) and its saved stack pointer
+ * in *sp. EINVAL unless co is suspended with a frame. */
 int yf_co_saved_frame(const yf_co *co, uint64_t *sp, uint64_t out[8]);
 
 /* One slot of that frame: what it holds, its byte offset from the saved
@@ -215,7 +216,9 @@ int yf_addr_name(uint64_t addr, char *buf, size_t len);
  * context may change its own environment freely. Outside the fast mode it
  * simply loads the values. A new coroutine starts with the environment the
  * scheduler was made with (default mode) or the root's current one (FPFAST).
- * EINVAL for reserved MXCSR bits. */
+ * On AArch64 `mxcsr` carries FPCR (rounding mode, flush-to-zero, ...) and
+ * x87cw is 0 (get reports 0). EINVAL for reserved MXCSR or FPCR bits, or a
+ * non-zero x87cw on AArch64. */
 int yf_co_fpenv_set(uint32_t mxcsr, uint16_t x87cw);
 void yf_fpenv_get(uint32_t *mxcsr, uint16_t *x87cw);
 

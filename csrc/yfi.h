@@ -78,7 +78,12 @@ static inline uint64_t yfi_now_ns(void)
 /* ---- context switch (ctx_<arch>.S) -------------------------------------- */
 
 /* The frame a switch leaves on the stack it leaves; the offsets are the
- * table at the top of ctx_x86_64.S and are checked in co.c. */
+ * table at the top of ctx_<arch>.S and are checked in co.c. The FP
+ * environment travels as two numbers everywhere (yf.h's yf_co_fpenv_set):
+ * on x86-64 MXCSR and the x87 control word; on AArch64 FPCR's low 32 bits
+ * and 0, since it has one FP control register. */
+#if defined(__x86_64__)
+#define YFI_ARCH "x86_64"
 struct yfi_frame {
     uint32_t mxcsr;
     uint16_t x87cw;
@@ -86,6 +91,32 @@ struct yfi_frame {
     uint64_t r12, r13, r14, r15, rbx, rbp;
     uint64_t rip;
 };
+/* MXCSR's low six bits are sticky exception flags, not control state; the
+ * other reserved bits make ldmxcsr raise #GP. */
+#define YFI_FPENV_STATUS 0x3fu
+#define YFI_FPENV_VALID 0xffffu
+#define YFI_HAS_X87 1
+#define YFI_FPENV_FMT "MXCSR 0x%x, x87 CW 0x%x"
+#elif defined(__aarch64__)
+#define YFI_ARCH "aarch64"
+struct yfi_frame {
+    uint64_t fpcr;
+    uint64_t pad;
+    uint64_t x19, x20, x21, x22, x23, x24, x25, x26, x27, x28;
+    uint64_t x29, x30;
+    uint64_t d8, d9, d10, d11, d12, d13, d14, d15;
+};
+/* FPCR holds no status (the flags live in FPSR). Writable fields: FIZ, AH,
+ * NEP (bits 0-2, FEAT_AFP), the trap enables (8-12, 15), Len (16-18), FZ16
+ * (19), Stride (20-21), RMode (22-23), FZ (24), DN (25), AHP (26); the rest
+ * is RES0. */
+#define YFI_FPENV_STATUS 0u
+#define YFI_FPENV_VALID 0x07ff9f07u
+#define YFI_HAS_X87 0
+#define YFI_FPENV_FMT "FPCR 0x%x (second word 0x%x)"
+#else
+#error "yfcore: no context switch for this architecture; supported: x86_64 (csrc/ctx_x86_64.S), aarch64 (csrc/ctx_aarch64.S)"
+#endif
 
 /* The runtime's two switches (ctx_x86_64.S); the variants the benchmarks
  * compare are in lab/. */
@@ -98,9 +129,11 @@ YFI_FUNC int yfi_ctx_full_int(void **save, void *load, void *value);
 YFI_FUNC int yfi_ctx_nofp_int(void **save, void *load, void *value);
 
 /* Lays a fresh frame below `top` (16-byte aligned) so that switching to the
- * returned stack pointer calls entry(value) with a psABI-aligned stack. */
+ * returned stack pointer calls entry(value) with an ABI-aligned stack and
+ * the FP environment (mxcsr, x87cw) (see struct yfi_frame for AArch64). */
 YFI_FUNC void *yfi_ctx_make(void *top, void (*entry)(void *), uint32_t mxcsr, uint16_t x87cw);
 
+#if defined(__x86_64__)
 static inline void yfi_fpenv_read(uint32_t *mxcsr, uint16_t *x87cw)
 {
     __asm__ volatile("stmxcsr %0" : "=m"(*mxcsr));
@@ -112,6 +145,25 @@ static inline void yfi_fpenv_write(uint32_t mxcsr, uint16_t x87cw)
     __asm__ volatile("ldmxcsr %0" : : "m"(mxcsr));
     __asm__ volatile("fldcw %0" : : "m"(x87cw));
 }
+#elif defined(__aarch64__)
+static inline void yfi_fpenv_read(uint32_t *fpcr, uint16_t *none)
+{
+    uint64_t v;
+    __asm__ volatile("mrs %0, fpcr" : "=r"(v));
+    *fpcr = (uint32_t)v;
+    *none = 0;
+}
+
+static inline void yfi_fpenv_write(uint32_t fpcr, uint16_t none)
+{
+    (void)none;
+    /* Writing FPCR can cost far more than reading it (see ctx_aarch64.S). */
+    uint64_t v;
+    __asm__ volatile("mrs %0, fpcr" : "=r"(v));
+    if (v != fpcr)
+        __asm__ volatile("msr fpcr, %0" : : "r"((uint64_t)fpcr));
+}
+#endif
 
 /* ---- stacks (stack.c) ---------------------------------------------------- */
 

@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # Another architecture is added here and in csrc/ (ctx_<arch>.S).
 ARCH_SOURCES = {
     "x86_64": {"runtime": "ctx_x86_64.S", "lab": "lab/ctx_variants_x86_64.S"},
+    "aarch64": {"runtime": "ctx_aarch64.S", "lab": "lab/ctx_variants_aarch64.S"},
 }
 
 # Warnings that are errors everywhere: a call to an undeclared function would
@@ -69,16 +70,16 @@ def csrc(root: Path | None = None) -> Path:
     return (root or ROOT) / "csrc"
 
 
-def runtime(root: Path | None = None) -> list[Path]:
-    """The runtime: csrc/*.c and this machine's context switch."""
+def runtime(root: Path | None = None, arch: str | None = None) -> list[Path]:
+    """The runtime: csrc/*.c and the context switch of `arch` (default: this machine)."""
     c = csrc(root)
-    return [*sorted(c.glob("*.c")), c / arch_sources()["runtime"]]
+    return [*sorted(c.glob("*.c")), c / arch_sources(arch)["runtime"]]
 
 
-def lab(root: Path | None = None) -> list[Path]:
-    """The lab: csrc/lab/*.c and this machine's extra switch variants."""
+def lab(root: Path | None = None, arch: str | None = None) -> list[Path]:
+    """The lab: csrc/lab/*.c and the extra switch variants of `arch` (default: this machine)."""
     c = csrc(root)
-    return [*sorted((c / "lab").glob("*.c")), c / arch_sources()["lab"]]
+    return [*sorted((c / "lab").glob("*.c")), c / arch_sources(arch)["lab"]]
 
 
 def hook(root: Path | None = None) -> list[Path]:

@@ -4,8 +4,11 @@
 #define YF_HOOKI_H
 
 #include <errno.h>
+#include <poll.h>
 #include <stdint.h>
+#include <sys/select.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "yfi.h"
@@ -53,6 +56,40 @@ static inline void *yfh_real(int id)
 /* The call itself, through libc when resolved, else as a raw system call. */
 #define CALL_OR_SYS(n, args, sysno, ...) \
     (REAL(n) ? REAL(n) args : syscall(sysno, __VA_ARGS__))
+#define CALL_OR(n, args, fallback) (REAL(n) ? REAL(n) args : (fallback))
+
+/* AArch64, like every Linux port newer than x86-64, has no poll or select
+ * system call, only ppoll and pselect6: the raw fallbacks take those there,
+ * converting the timeout (and back: select reports the time left). */
+static inline long yfh_raw_poll(struct pollfd *fds, nfds_t n, int timeout)
+{
+#ifdef SYS_poll
+    return syscall(SYS_poll, fds, n, timeout);
+#else
+    struct timespec ts = {.tv_sec = timeout / 1000, .tv_nsec = (long)(timeout % 1000) * 1000000};
+    /* No signal mask, so the kernel ignores its size argument. */
+    return syscall(SYS_ppoll, fds, n, timeout >= 0 ? &ts : NULL, NULL, (size_t)0);
+#endif
+}
+
+static inline long yfh_raw_select(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, struct timeval *tv)
+{
+#ifdef SYS_select
+    return syscall(SYS_select, nfds, rd, wr, ex, tv);
+#else
+    struct timespec ts = {0, 0};
+    if (tv) {
+        ts.tv_sec = tv->tv_sec;
+        ts.tv_nsec = (long)tv->tv_usec * 1000;
+    }
+    long r = syscall(SYS_pselect6, nfds, rd, wr, ex, tv ? &ts : NULL, NULL);
+    if (tv) {
+        tv->tv_sec = ts.tv_sec;
+        tv->tv_usec = ts.tv_nsec / 1000;
+    }
+    return r;
+#endif
+}
 
 /* ---- returning a failure (log.c) ---------------------------------------------- */
 

@@ -14,7 +14,7 @@
 
 static int real_poll(struct pollfd *fds, nfds_t n, int timeout)
 {
-    return (int)CALL_OR_SYS(poll, (fds, n, timeout), SYS_poll, fds, n, timeout);
+    return (int)CALL_OR(poll, (fds, n, timeout), yfh_raw_poll(fds, n, timeout));
 }
 
 static uint32_t poll_to_epoll(short ev)
@@ -126,7 +126,7 @@ int select(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, struct timeval *tv)
 {
     COUNT(select);
     if (!yfh_in_loop() || (tv && tv->tv_sec == 0 && tv->tv_usec == 0) || nfds < 0 || nfds > FD_SETSIZE) {
-        int r = (int)CALL_OR_SYS(select, (nfds, rd, wr, ex, tv), SYS_select, nfds, rd, wr, ex, tv);
+        int r = (int)CALL_OR(select, (nfds, rd, wr, ex, tv), yfh_raw_select(nfds, rd, wr, ex, tv));
         return r < 0 ? yfh_fail(H_select, errno) : r;
     }
     if (tv && (tv->tv_sec < 0 || tv->tv_usec < 0 || tv->tv_usec >= 1000000))

@@ -19,7 +19,7 @@ static int real_poll1(int fd, short events, int64_t timeout)
 {
     struct pollfd p = {.fd = fd, .events = events};
     int t = timeout > INT32_MAX ? INT32_MAX : (int)timeout;
-    int r = CALL_OR_SYS(poll, (&p, 1, t), SYS_poll, &p, 1, t);
+    int r = CALL_OR(poll, (&p, 1, t), yfh_raw_poll(&p, 1, t));
     if (r > 0 && (p.revents & POLLNVAL)) {
         errno = EBADF;
         return -1;

@@ -20,7 +20,7 @@ void yf_bench_nop(void)
 
 /* ---- raw switch variants ------------------------------------------------------ */
 
-/* lab/ctx_variants_x86_64.S; the runtime's own two come from yfi.h. */
+/* lab/ctx_variants_<arch>.S; the runtime's own two come from yfi.h. */
 YFI_FUNC void *yfi_ctx_full_ret(void **save, void *load, void *value);
 YFI_FUNC void *yfi_ctx_full_always(void **save, void *load, void *value);
 YFI_FUNC void *yfi_ctx_mxcsr_cmp(void **save, void *load, void *value);

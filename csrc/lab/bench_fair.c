@@ -23,7 +23,13 @@
 #define STR_(x) #x
 #define STR(x) STR_(x)
 #define FAIR __attribute__((noinline, aligned(64)))
+#if defined(__aarch64__)
+/* A64 instructions are 4 bytes and 4-aligned: there the copies shift by
+ * 2n bytes (0, 4, ... 28) of zero words, each an undefined instruction. */
+#define PAD(n) __asm__ volatile("b 1f\n.if " STR(n) "\n.skip 2*" STR(n) ", 0\n.endif\n1:")
+#else
 #define PAD(n) __asm__ volatile("jmp 1f\n.if " STR(n) "\n.skip " STR(n) ", 0xcc\n.endif\n1:")
+#endif
 
 /* ---- stacks: one policy per row, one top formula for all ------------------- */
 

@@ -48,13 +48,19 @@ intptr_t yf_demo_block_once(void *arg)
 
 intptr_t yf_demo_fp_round(void *arg)
 {
-    /* MXCSR rounding control is bits 13-14; the x87 control word's is 10-11. */
     unsigned mode = (unsigned)(intptr_t)arg & 3u;
     uint32_t m;
     uint16_t c;
     yf_fpenv_get(&m, &c);
+#if defined(__aarch64__)
+    /* FPCR.RMode is bits 22-23 (0 nearest, 1 up, 2 down, 3 toward zero);
+     * there is no second control word. */
+    m = (m & ~0x00c00000u) | (mode << 22);
+#else
+    /* MXCSR rounding control is bits 13-14; the x87 control word's is 10-11. */
     m = (m & ~0x6000u) | (mode << 13);
     c = (uint16_t)((c & ~0x0c00u) | (mode << 10));
+#endif
     if (yf_co_fpenv_set(m, c) != 0)
         return -1;
     yf_co_yield();

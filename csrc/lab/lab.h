@@ -40,8 +40,9 @@ intptr_t yf_demo_use_stack(void *arg);
 intptr_t yf_demo_overflow(void *arg);
 /* Blocks once; returns the value it was woken with. */
 intptr_t yf_demo_block_once(void *arg);
-/* mode: sets rounding mode `mode` (0..3) through yf_co_fpenv_set, yields,
- * and returns the MXCSR it finds after resuming. */
+/* mode: sets rounding mode `mode` (0..3, the hardware's encoding: MXCSR RC
+ * on x86-64, FPCR RMode on AArch64) through yf_co_fpenv_set, yields, and
+ * returns the MXCSR (FPCR) it finds after resuming. */
 intptr_t yf_demo_fp_round(void *arg);
 /* ms: yf_sleep_ms(ms); returns the ns it measured asleep. */
 intptr_t yf_demo_sleep(void *arg);

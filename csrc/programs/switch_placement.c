@@ -31,6 +31,10 @@
  * return address of the call in the main side's timed loop.
  */
 #define _GNU_SOURCE
+#if !defined(__x86_64__)
+#error "switch_placement.c shifts x86-64 code by single bytes (its padding is x86 code); it has no form for this architecture"
+#endif
+
 #include <dlfcn.h>
 #include <stdint.h>
 #include <stdio.h>

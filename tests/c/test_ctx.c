@@ -1,7 +1,11 @@
 /* test_ctx.c - the context switch keeps what the psABI makes callee-saved:
  * %rbx, %rbp, %r12-%r15, the MXCSR control bits and the x87 control word, and
  * a fresh context starts on a 16-byte aligned stack. Raw switch variants and
- * the scheduler (default and YF_SCHED_FPFAST) are both checked. */
+ * the scheduler (default and YF_SCHED_FPFAST) are both checked;
+ * test_ctx_aarch64.c mirrors it for AAPCS64.
+ *
+ * arch: x86_64
+ */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fenv.h>

@@ -33,14 +33,14 @@ def _csrc() -> Path:
     return root() / "csrc"
 
 
-def runtime_sources() -> list[Path]:
-    """The runtime's sources (csrc/*.c and this machine's csrc/ctx_<arch>.S), as libyf.so has them."""
-    return _sources.runtime(root())
+def runtime_sources(arch: str | None = None) -> list[Path]:
+    """The runtime's sources (csrc/*.c and csrc/ctx_<arch>.S, default this machine's), as libyf.so has them."""
+    return _sources.runtime(root(), arch)
 
 
-def lab_sources() -> list[Path]:
+def lab_sources(arch: str | None = None) -> list[Path]:
     """The lab's sources (csrc/lab/), which the Python module and the C tests add to the runtime."""
-    return _sources.lab(root())
+    return _sources.lab(root(), arch)
 
 
 def _source(name: str | os.PathLike) -> Path:
@@ -72,24 +72,28 @@ def compile_program(
     out_dir: str | os.PathLike | None = None,
     with_runtime: bool = False,
     with_lab: bool = False,
+    arch: str | None = None,
+    cc: Iterable[str] | None = None,
 ) -> Path:
     """Compile csrc/programs/<name>.c (or an absolute path to a .c file) with cc.
 
     `cflags` come after the defaults (-std=gnu11 -O2 -g) so they can override them;
     `ldflags` come after the sources. `with_runtime` links runtime_sources()
     and -ldl in, as libyf.so has them; `with_lab` adds lab_sources() (the
-    demo bodies and benchmark kernels) as the cffi module does. The output lands in `out_dir` (default
+    demo bodies and benchmark kernels) as the cffi module does. `arch` takes
+    that architecture's context switch instead of this machine's, for a cross
+    compiler given as `cc` (default: $CC, else cc). The output lands in `out_dir` (default
     <root>/build/programs/) named <name>-<hash of compiler, flags and source
     contents>, with ".so" when linking -shared; an up-to-date output is reused.
     Raises CompileError carrying the command, exit code and compiler messages.
     """
-    cc = shlex.split(os.environ.get("CC", "cc"))
+    cc = list(cc) if cc is not None else shlex.split(os.environ.get("CC", "cc"))
     main = _source(name)
     sources = [main, *(Path(s).resolve() for s in extra_sources)]
     if with_runtime or with_lab:
-        sources += runtime_sources()
+        sources += runtime_sources(arch)
     if with_lab:
-        sources += lab_sources()
+        sources += lab_sources(arch)
     cflags, ldflags = [*DEFAULT_CFLAGS, *cflags], list(ldflags)
     if with_runtime or with_lab:
         # dladdr and dlsym (names of code addresses, the Boost loader).
