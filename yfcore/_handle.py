@@ -39,11 +39,21 @@ Arguments
 `integer` accepts Python ints and numpy integer scalars and refuses bool
 (True is not a size or an id); `flag` accepts only bool (a string such as
 "no" is not silently true); `choice` wants a str from a fixed set;
-`int_array` takes 1-D integer arrays of any byte order. Each error names
-the argument.
+`int_array` takes 1-D integer arrays of any byte order; `word` takes an
+int of a C integer type where a wrong type and a wrong value are one
+mistake (ValueError for both). Each error names the argument.
+
+Reading C state
+---------------
+`reader` makes a property whose value one C call returns (checked and
+counted like a method), `held` a property for a value fixed when the
+object was made, `counters` a method returning a C record of counters as
+a dict, and `checker` a method running a yf_*_check function: every
+wrapper reads its C object the same way instead of restating the block.
 """
 import errno as _errno
 import functools
+import operator
 import os
 import threading
 
@@ -51,7 +61,8 @@ import numpy as np
 
 from ._yfcore import ffi
 
-__all__ = ["integer", "flag", "choice", "int_array", "fileno", "error", "Owned", "guarded", "borrow"]
+__all__ = ["integer", "word", "flag", "choice", "int_array", "fileno", "error", "Owned", "guarded", "borrow",
+           "reader", "held", "counters", "checker"]
 
 INT64_MIN, INT64_MAX, UINT64_MAX = -(2**63), 2**63 - 1, 2**64 - 1
 
@@ -67,6 +78,15 @@ def integer(name: str, value, lo: int, hi: int) -> int:
     if not lo <= value <= hi:
         raise ValueError(f"{name} must be between {lo} and {hi}, got {value}")
     return value
+
+
+def word(name: str, value, lo: int, hi: int, what: str) -> int:
+    """value as a Python int in [lo, hi] (numpy integers accepted, bool
+    refused); anything else is a ValueError "name must be `what`, got value"."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) \
+            or not lo <= value <= hi:
+        raise ValueError(f"{name} must be {what}, got {value!r}")
+    return int(value)
 
 
 def flag(name: str, value) -> bool:
@@ -134,6 +154,46 @@ def error(what: str, err: int | None = None, detail: str | None = None) -> Excep
     if e == _errno.ENOMEM:
         return MemoryError(f"{what}: {text}")
     return OSError(e, f"{what}: {text}")
+
+
+# ---- reading C state -----------------------------------------------------------
+
+def reader(cfn, doc: str | None = None) -> property:
+    """A read-only property of an Owned: cfn(its pointer), checked and
+    counted like a method call."""
+    def get(self):
+        return cfn(self._h)
+    get.__doc__ = doc
+    return property(guarded(get))
+
+
+def held(attr: str, doc: str | None = None) -> property:
+    """A read-only property for a value the object fixed when it was made
+    (kept in `attr`): no C call, readable after close()."""
+    return property(operator.attrgetter(attr), doc=doc)
+
+
+def counters(ctype: str, fill, names: tuple):
+    """A method of an Owned returning {name: value} of the C record `ctype`
+    (a pointer type) that fill(its pointer, record) fills in."""
+    def get(self) -> dict:
+        out = ffi.new(ctype)
+        fill(self._h, out)
+        return {k: getattr(out, k) for k in names}
+    get.__doc__ = ", ".join(names) + "."
+    return guarded(get)
+
+
+def checker(name: str, check):
+    """A method of an Owned verifying every invariant of its C object with
+    check(pointer, msg, size), a yf_*_check: AssertionError naming the first
+    violation, "name: ..."."""
+    def verify(self) -> None:
+        msg = ffi.new("char[256]")
+        if check(self._h, msg, 256) != 0:
+            raise AssertionError(f"{name}: {ffi.string(msg).decode()}")
+    verify.__doc__ = f"Verify every invariant ({name}); AssertionError naming the first violation."
+    return guarded(verify)
 
 
 # ---- owned handles ------------------------------------------------------------

@@ -11,7 +11,8 @@ import os
 
 import numpy as np
 
-from ._handle import INT64_MAX, INT64_MIN, UINT64_MAX, Owned, choice, error, flag, guarded, integer
+from ._handle import (INT64_MAX, INT64_MIN, UINT64_MAX, Owned, choice, counters, error, flag, guarded, integer,
+                      reader, word)
 from ._yfcore import ffi, lib
 
 __all__ = [
@@ -152,16 +153,9 @@ class Scheduler(Owned):
         Coroutine(self, co_id)._find()
         return Coroutine(self, co_id)
 
-    @property
-    @guarded
-    def stack_size(self) -> int:
-        return lib.yf_sched_stack_size(self._h)
-
-    @property
-    @guarded
-    def usable_stack(self) -> int:
-        """Bytes a coroutine can use at least: the slot less guard page, header and cache colour."""
-        return lib.yf_sched_usable_stack(self._h)
+    stack_size = reader(lib.yf_sched_stack_size, "Bytes per stack slot, guard page included.")
+    usable_stack = reader(lib.yf_sched_usable_stack,
+                          "Bytes a coroutine can use at least: the slot less guard page, header and cache colour.")
 
     @property
     @guarded
@@ -176,21 +170,14 @@ class Scheduler(Owned):
             return "none"
         return "regions" if lib.yf_sched_guard_regions(self._h) else "mprotect"
 
-    @guarded
-    def counts(self) -> dict:
-        """live, ready, blocked, done, created, switches, stacks_pooled, stacks_mapped, arenas."""
-        c = ffi.new("yf_counts *")
-        lib.yf_sched_counts(self._h, c)
-        return {k: getattr(c, k) for k in ("live", "ready", "blocked", "done", "created",
-                                           "switches", "stacks_pooled", "stacks_mapped", "arenas")}
+    counts = counters("yf_counts *", lib.yf_sched_counts,
+                      ("live", "ready", "blocked", "done", "created", "switches", "stacks_pooled",
+                       "stacks_mapped", "arenas"))
 
     @guarded
     def trace(self, capacity: int) -> None:
         """Record the last `capacity` switches (0 stops recording)."""
-        if isinstance(capacity, (bool, np.bool_)) or not isinstance(capacity, (int, np.integer)) \
-                or not 0 <= capacity <= _TRACE_MAX:
-            raise ValueError(f"capacity must be an int between 0 and {_TRACE_MAX}, got {capacity!r}")
-        capacity = int(capacity)
+        capacity = word("capacity", capacity, 0, _TRACE_MAX, f"an int between 0 and {_TRACE_MAX}")
         if lib.yf_sched_trace(self._h, capacity) != 0:
             raise MemoryError(f"cannot allocate a trace ring of capacity={capacity} records")
         self._trace_cap = capacity
@@ -281,41 +268,36 @@ class Coroutine:
     @_co_method
     def wake(self, co, token: int, value: int = 0) -> None:
         """Wake a blocked coroutine; ValueError for a stale or duplicate token."""
-        if isinstance(token, (bool, np.bool_)) or not isinstance(token, (int, np.integer)) \
-                or not 0 <= token <= UINT64_MAX:
-            raise ValueError(f"token must be an unsigned 64-bit int, got {token!r}")
-        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) \
-                or not INT64_MIN <= value <= INT64_MAX:
-            raise ValueError(f"value must be a signed 64-bit int, got {value!r}")
-        if lib.yf_co_wake(co, int(token), int(value)) != 0:
+        token = word("token", token, 0, UINT64_MAX, "an unsigned 64-bit int")
+        value = word("value", value, INT64_MIN, INT64_MAX, "a signed 64-bit int")
+        if lib.yf_co_wake(co, token, value) != 0:
             raise ValueError(f"stale wake-up of coroutine {self.id}: token {token} is not its current block's "
                              f"({lib.yf_co_token(co)}, state {STATES[lib.yf_co_state(co)]})")
 
     @_co_method
     def cancel(self, co, status: int = -1) -> None:
         """Finish a coroutine that has not started; RuntimeError once it has."""
-        if isinstance(status, (bool, np.bool_)) or not isinstance(status, (int, np.integer)) \
-                or not INT64_MIN <= status <= INT64_MAX:
-            raise ValueError(f"status must be a signed 64-bit int, got {status!r}")
-        if lib.yf_co_cancel(co, int(status)) != 0:
+        status = word("status", status, INT64_MIN, INT64_MAX, "a signed 64-bit int")
+        if lib.yf_co_cancel(co, status) != 0:
             raise RuntimeError(f"cannot cancel coroutine {self.id}: it has started ({STATES[lib.yf_co_state(co)]})")
+
+    def _exit_status(self, co, get) -> int:
+        """get(co, &status) of a finished coroutine (yf_co_status, yf_co_reap)."""
+        out = ffi.new("intptr_t *")
+        if get(co, out) != 0:
+            raise RuntimeError(f"coroutine {self.id} has not finished ({STATES[lib.yf_co_state(co)]})")
+        return out[0]
 
     @property
     @_co_method
     def status(self, co) -> int:
         """Exit status of a finished coroutine; RuntimeError before it finishes."""
-        out = ffi.new("intptr_t *")
-        if lib.yf_co_status(co, out) != 0:
-            raise RuntimeError(f"coroutine {self.id} has not finished ({STATES[lib.yf_co_state(co)]})")
-        return out[0]
+        return self._exit_status(co, lib.yf_co_status)
 
     @_co_method
     def reap(self, co) -> int:
         """Release a finished coroutine and return its status; the id is dead afterwards."""
-        out = ffi.new("intptr_t *")
-        if lib.yf_co_reap(co, out) != 0:
-            raise RuntimeError(f"coroutine {self.id} has not finished ({STATES[lib.yf_co_state(co)]})")
-        return out[0]
+        return self._exit_status(co, lib.yf_co_reap)
 
     @property
     @_co_method

@@ -35,7 +35,7 @@ import errno as _errno
 import os
 import sys
 
-from ._handle import Owned, error, fileno, guarded, integer
+from ._handle import Owned, checker, counters, error, fileno, guarded, held, integer
 from ._yfcore import ffi, lib
 
 __all__ = ["SockBuf", "SEEK_SET", "SEEK_CUR", "SEEK_END", "CHUNK_MIN", "CHUNK_MAX"]
@@ -268,13 +268,8 @@ class SockBuf(Owned):
         """Bytes held (head to tail)."""
         return len(self)
 
-    @property
-    def chunk_size(self) -> int:
-        return self._chunk_size
-
-    @property
-    def max_size(self) -> int:
-        return self._max_size
+    chunk_size = held("_chunk_size", "Bytes per chunk, a power of two.")
+    max_size = held("_max_size", "The most bytes it holds (0: no limit).")
 
     @guarded
     def truncate(self, size: int | None = None) -> int:
@@ -414,20 +409,10 @@ class SockBuf(Owned):
 
     # ---- inspection --------------------------------------------------------
 
-    @guarded
-    def stats(self) -> dict:
-        """size, capacity, chunks, high_water, bytes_in, bytes_out, copied, chunk_allocs, chunk_frees."""
-        st = ffi.new("yf_sbuf_stats *")
-        lib.yf_sbuf_stats_get(self._h, st)
-        return {k: getattr(st, k) for k in ("size", "capacity", "chunks", "high_water", "bytes_in",
-                                            "bytes_out", "copied", "chunk_allocs", "chunk_frees")}
-
-    @guarded
-    def check(self) -> None:
-        """Verify every invariant (yf_sbuf_check); AssertionError naming the first violation."""
-        msg = ffi.new("char[256]")
-        if lib.yf_sbuf_check(self._h, msg, 256) != 0:
-            raise AssertionError(f"yf_sbuf_check: {ffi.string(msg).decode()}")
+    stats = counters("yf_sbuf_stats *", lib.yf_sbuf_stats_get,
+                     ("size", "capacity", "chunks", "high_water", "bytes_in", "bytes_out", "copied",
+                      "chunk_allocs", "chunk_frees"))
+    check = checker("yf_sbuf_check", lib.yf_sbuf_check)
 
     @guarded
     def layout(self) -> dict:

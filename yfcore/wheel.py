@@ -25,7 +25,7 @@ from collections import deque, namedtuple
 
 import numpy as np
 
-from ._handle import Owned, error, guarded, int_array, integer
+from ._handle import Owned, checker, error, guarded, held, int_array, integer, reader
 from ._yfcore import ffi, lib
 
 __all__ = ["TimerWheel", "Expired", "DEFAULT_BITS"]
@@ -368,18 +368,9 @@ class TimerWheel(Owned):
     def __len__(self) -> int:
         return lib.yf_wheel_count(self._h)
 
-    @property
-    @guarded
-    def now(self) -> int:
-        return lib.yf_wheel_now(self._h)
-
-    @property
-    def bits(self) -> tuple:
-        return self._bits
-
-    @property
-    def capacity(self) -> int:
-        return self._capacity
+    now = reader(lib.yf_wheel_now, "The wheel's current tick.")
+    bits = held("_bits", "Slots per level as powers of two, level 0 first.")
+    capacity = held("_capacity", "How many timers may be pending at once.")
 
     @guarded
     def next_deadline(self) -> int | None:
@@ -398,12 +389,7 @@ class TimerWheel(Owned):
             return False
         return True
 
-    @guarded
-    def check(self) -> None:
-        """Verify every invariant of the C wheel; AssertionError names the first broken one."""
-        msg = ffi.new("char[256]")
-        if lib.yf_wheel_check(self._h, msg, 256) != 0:
-            raise AssertionError(f"yf_wheel_check: {ffi.string(msg).decode()}")
+    check = checker("yf_wheel_check", lib.yf_wheel_check)
 
     @guarded
     def occupancy(self) -> np.ndarray:
