@@ -1,7 +1,7 @@
 VENV ?= .venv
 PYTHON ?= python3
 STAMP := $(VENV)/.yfcore-installed
-CSRC := $(wildcard csrc/*.c csrc/*.h csrc/*.S csrc/*.inc csrc/lab/*.c csrc/lab/*.h csrc/lab/*.S csrc/hook/*.c csrc/hook/*.h)
+CSRC := $(wildcard csrc/*.c csrc/*.h csrc/*.S csrc/*.inc csrc/lab/*.c csrc/lab/*.h csrc/lab/*.S csrc/hook/*.c csrc/hook/*.h csrc/py/*.c)
 
 .PHONY: report test sanitize fuzz build reference clean
 

@@ -2,7 +2,7 @@
 import importlib.util
 from pathlib import Path
 
-from setuptools import setup
+from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 
@@ -32,7 +32,21 @@ class BuildExt(build_ext):
         hookbuild.build(package / "hooklib", root=here)
 
 
+def _py_extension() -> Extension:
+    """yfcore._yfpy (csrc/py/): Python functions as coroutine bodies, a
+    C-API module (it must hold the GIL across a switch, which a cffi call
+    cannot); its sources and flags come from _sources.py."""
+    here = Path(__file__).resolve().parent
+    spec = importlib.util.spec_from_file_location("_yf_sources", here / "yfcore" / "_sources.py")
+    src = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(src)
+    return Extension("yfcore._yfpy", sources=src.relative(src.py(here), here),
+                     include_dirs=src.relative(src.include_dirs(here), here),
+                     extra_compile_args=list(src.PY_CFLAGS))
+
+
 setup(
+    ext_modules=[_py_extension()],
     cffi_modules=["yfcore/_build.py:ffibuilder"],
     cmdclass={"build_ext": BuildExt},
 )

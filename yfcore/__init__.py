@@ -7,7 +7,9 @@ line's `info`/`claims`) works before the C module is built.
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "Scheduler": "runtime", "Coroutine": "runtime",
+    "Scheduler": "runtime", "Coroutine": "runtime", "PyCoroutine": "runtime",
+    "CoroutineExit": "runtime", "PY_STACK_SIZE": "runtime",
+    "yield_": "runtime", "block": "runtime", "current": "runtime", "sleep": "runtime", "wait_fd": "runtime",
     "Loop": "loop", "TimerWheel": "wheel", "SockBuf": "sbuf",
 }
 
@@ -18,5 +20,7 @@ def __getattr__(name):
     if name in _EXPORTS:
         import importlib
 
-        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+        globals()[name] = value   # once: yfcore.yield_ is called in hot loops
+        return value
     raise AttributeError(f"module 'yfcore' has no attribute {name!r}")

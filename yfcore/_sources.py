@@ -11,6 +11,10 @@ it by path, because they run while the package cannot be imported yet.
            Python module and the C tests, never in libyf.so or libyfhook;
            lab/lab.h is its contract
   hook     csrc/hook/*.c: libyfhook.so, linked against libyf.so
+  py       csrc/py/*.c: the extension yfcore._yfpy (Python functions as
+           coroutine bodies), a CPython C-API module built against this
+           interpreter's headers; it reaches the runtime in the cffi module
+           through a table of function addresses, never by linking it
 """
 import platform
 from pathlib import Path
@@ -85,6 +89,15 @@ def lab(root: Path | None = None, arch: str | None = None) -> list[Path]:
 def hook(root: Path | None = None) -> list[Path]:
     """The hook library: csrc/hook/*.c."""
     return sorted((csrc(root) / "hook").glob("*.c"))
+
+
+def py(root: Path | None = None) -> list[Path]:
+    """The Python-body extension yfcore._yfpy: csrc/py/*.c."""
+    return sorted((csrc(root) / "py").glob("*.c"))
+
+
+# The Python-body extension: the runtime's flags (it includes yf.h).
+PY_CFLAGS = (*COMMON_CFLAGS, *RELEASE_CFLAGS)
 
 
 def headers(root: Path | None = None) -> list[Path]:

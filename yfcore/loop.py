@@ -13,6 +13,7 @@ import numpy as np
 
 from ._handle import Owned, borrow, error, fileno, guarded, integer
 from ._yfcore import ffi, lib
+from . import _yfpy
 from .runtime import Coroutine, Scheduler
 
 __all__ = ["Loop", "Task", "LOOP_DEMOS", "EVENTS", "TIMEOUT_MAX_MS"]
@@ -200,9 +201,15 @@ class Loop(Owned):
         try:
             before = self._counts().resumes
             while True:
-                if lib.yf_loop_run(lp) >= 0:
+                if self.sched._py:
+                    # Python bodies among its coroutines: run with the GIL held.
+                    n = _yfpy.loop_run(int(ffi.cast("uintptr_t", lp)))
+                    e = -n
+                else:
+                    n = lib.yf_loop_run(lp)
+                    e = ffi.errno if n < 0 else 0
+                if n >= 0:
                     return self._counts().resumes - before
-                e = ffi.errno
                 if e != _errno.EINTR:
                     raise error("yf_loop_run", e, "unfinished coroutines remain but none waits on the loop"
                                 if e == _errno.EDEADLK else None)

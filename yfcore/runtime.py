@@ -1,24 +1,85 @@
 """Thin Pythonic wrappers over the C coroutine runtime (yfcore._yfcore).
 
-Python never runs inside a coroutine: bodies are C functions (the built-in
-demo bodies below), and Python drives the scheduler from the root context.
-Coroutines are held by id, never by pointer, so a stale handle raises
-LookupError instead of touching freed memory.
+A coroutine body is a built-in C function (named by a str, see DEMOS) or a
+Python callable. A Python body runs on the coroutine's own guarded, pooled
+stack; each switch into or out of it saves and restores CPython's
+per-thread interpreter state, with the GIL held, in the C-API module
+yfcore._yfpy (csrc/py/pybody.c), which is the only way C calls Python from
+a coroutine. Inside a body: yield_(), block(), current(), and on a loop
+sleep() and wait_fd(). C coroutines are held by id, never by pointer, so a
+stale handle raises LookupError instead of touching freed memory; a Python
+body's handle also holds its record (outcome, frame).
+
+Python bodies need CPython 3.11 (spawn raises RuntimeError elsewhere; C
+bodies work everywhere) and a stack of at least 64 KiB: PY_STACK_SIZE
+(256 KiB) is the size to make their scheduler with. A body's recursion
+limit is capped at what its stack holds (recursion_limit on its handle), so
+deep recursion ends in RecursionError rather than on the guard page.
 """
 import errno as _errno
 import functools
 import os
+import threading
+import weakref
 
 import numpy as np
 
 from ._handle import (INT64_MAX, INT64_MIN, UINT64_MAX, Owned, choice, counters, error, flag, guarded, integer,
                       reader, word)
 from ._yfcore import ffi, lib
+from . import _yfpy
 
 __all__ = [
-    "Scheduler", "Coroutine", "DEMOS", "STATES", "TRACE_DTYPE",
+    "Scheduler", "Coroutine", "PyCoroutine", "CoroutineExit", "DEMOS", "STATES", "TRACE_DTYPE",
+    "PY_STACK_SIZE", "yield_", "block", "current", "sleep", "wait_fd",
     "build_info", "guard_regions_supported", "info",
 ]
+
+# The runtime functions yfcore._yfpy calls, by address: it cannot link the
+# cffi module (loaded RTLD_LOCAL), and must not call it through cffi (which
+# releases the GIL around each call).
+_yfpy.bind({name: int(ffi.cast("uintptr_t", ffi.addressof(lib, name))) for name in (
+    "yf_co_create", "yf_co_resume", "yf_co_yield", "yf_co_block", "yf_co_wake", "yf_co_token",
+    "yf_co_current", "yf_co_id", "yf_co_state", "yf_co_cancel", "yf_co_detach", "yf_sched_run",
+    "yf_sched_usable_stack", "yf_sleep_ms", "yf_wait_fd", "yf_loop_run")})
+
+CoroutineExit = _yfpy.CoroutineExit
+# The stack size Python bodies are meant to run with: CPython's default
+# recursion limit (1000) of C-heavy recursion fits in it with room to spare
+# (see csrc/py/pybody.c, BYTES_PER_LEVEL).
+PY_STACK_SIZE = 262144
+# Times close() raises CoroutineExit into a body that catches it and
+# suspends again before it gives up (and frees nothing).
+_UNWIND_TRIES = 3
+
+# Inside a Python body: C built-ins, called with the GIL held throughout.
+yield_ = _yfpy.yield_
+block = _yfpy.block
+
+
+def current():
+    """The running Python coroutine's handle (a PyCoroutine), or None outside one."""
+    b = _yfpy.current()
+    if b is None:
+        return None
+    sched = b.owner()
+    return sched._handle(b) if sched is not None else None
+
+
+def sleep(ms: int) -> None:
+    """From a Python body run by a Loop: sleep at least ms milliseconds."""
+    _yfpy.sleep(integer("ms", ms, 0, lib.YF_TIMEOUT_MAX_MS))
+
+
+def wait_fd(fd, events: int = 1, timeout_ms: int = -1) -> int:
+    """From a Python body run by a Loop: wait until fd (an int or an object
+    with fileno()) is ready for events (yfcore.loop.READ | WRITE) or
+    timeout_ms passes (< 0: forever); returns the ready events, 0 on timeout."""
+    from ._handle import fileno
+    if isinstance(events, bool) or not isinstance(events, int) or events not in (1, 4, 5):
+        raise ValueError(f"events must be READ (1), WRITE (4) or both (5), got {events!r}")
+    timeout_ms = integer("timeout_ms", timeout_ms, -1, lib.YF_TIMEOUT_MAX_MS)
+    return _yfpy.wait_fd(fileno("fd", fd), events, timeout_ms)
 
 STATES = {lib.YF_NEW: "new", lib.YF_READY: "ready", lib.YF_RUNNING: "running",
           lib.YF_BLOCKED: "blocked", lib.YF_DONE: "done"}
@@ -83,9 +144,19 @@ class Scheduler(Owned):
             raise error("yf_sched_new")
         self._loop = None       # the Loop attached to it, if any (held: see _attach_loop)
         self._trace_cap = 0     # records the trace ring holds at most
+        self._py = False        # has had a Python body: every resume goes through _yfpy
+        self._addr = int(ffi.cast("uintptr_t", s))
+        self._watch = {}        # Python body id -> _Watch on its one handle
+        self._pending = []      # blocked bodies whose last handle went, to unwind
+        self._wself = weakref.ref(self)
         self._open(s)
 
     def _before_close(self) -> None:
+        # Python bodies are unwound first: CoroutineExit is raised in each at
+        # its suspension point and it runs to its end (finally blocks, with
+        # blocks), so no Python frame is left on a stack that is freed.
+        if self._py:
+            self._unwind_all()
         # The loop's wheel and fd table link records on coroutine stacks:
         # it goes first, while those stacks are still mapped.
         if self._loop is not None:
@@ -111,12 +182,61 @@ class Scheduler(Owned):
         if self._loop is lp:
             self._loop = None
 
+    def _unwind_all(self) -> None:
+        if _yfpy.current() is not None or lib.yf_co_current() != ffi.NULL:
+            raise RuntimeError("close() of a scheduler from inside a coroutine: nothing was freed")
+        stuck = {}
+        while True:
+            live = [b for b in _yfpy.live(self._addr) if b.id not in stuck]
+            if not live:
+                break
+            for b in live:
+                if not b.unwind(_UNWIND_TRIES):
+                    stuck[b.id] = b
+        if stuck:
+            raise RuntimeError(
+                f"coroutine(s) {sorted(stuck)} did not end when CoroutineExit was raised in them "
+                f"{_UNWIND_TRIES} times (they catch it and suspend again): nothing was freed, the "
+                "scheduler stays open")
+
+    def _unwind_pending(self) -> None:
+        """Unwind the blocked bodies whose last handle went (from the root context only)."""
+        while self._pending:
+            b = self._pending.pop()
+            if b.blocked:
+                b.unwind(_UNWIND_TRIES)
+
+    def _handle(self, body) -> "PyCoroutine":
+        """The one handle of a Python body (made again if the last one went)."""
+        w = self._watch.get(body.id)
+        h = w() if w is not None else None
+        if h is None:
+            h = PyCoroutine(self, body)
+            w = _Watch(h, _handle_dropped)
+            w.body, w.sched = body, self._wself
+            self._watch[body.id] = w
+        return h
+
     @guarded
-    def spawn(self, body: str, arg: int = 0) -> "Coroutine":
-        """Create a coroutine running the built-in C body `body` (see DEMOS) with integer `arg`."""
+    def spawn(self, body, *args, **kwargs) -> "Coroutine":
+        """A new coroutine, ready to run: body is a Python callable, called
+        as body(*args, **kwargs) on the coroutine's own stack (a
+        PyCoroutine is returned), or a str naming a built-in C body (see
+        DEMOS) with one integer argument `arg`."""
         if not isinstance(body, str):
-            raise TypeError(f"body must be a str naming a built-in body ({', '.join(DEMOS)}), "
-                            f"got {type(body).__name__}")
+            if not callable(body):
+                raise TypeError(f"body must be a Python callable or a str naming a built-in C body "
+                                f"({', '.join(DEMOS)}), got {type(body).__name__}")
+            b = _yfpy.spawn(self._addr, self._wself, body, args, kwargs or None)
+            self._py = True
+            if self._pending:
+                self._unwind_pending()
+            return self._handle(b)
+        if len(args) + len(kwargs) > 1 or (kwargs and "arg" not in kwargs):
+            raise TypeError("a built-in C body takes one integer argument: spawn(name, arg)")
+        return self._spawn_c(body, kwargs["arg"] if kwargs else (args[0] if args else 0))
+
+    def _spawn_c(self, body: str, arg: int) -> "Coroutine":
         if body not in DEMOS:
             raise ValueError(f"unknown body {body!r}; built-in bodies: {', '.join(DEMOS)}")
         if isinstance(arg, (bool, np.bool_)) or not isinstance(arg, (int, np.integer)):
@@ -140,6 +260,13 @@ class Scheduler(Owned):
     @guarded
     def run(self) -> int:
         """Resume ready coroutines until none is ready; return the number of resumes."""
+        if self._py:
+            # With the GIL held throughout (Python bodies among them).
+            try:
+                return _yfpy.run(self._addr)
+            finally:
+                if self._pending:
+                    self._unwind_pending()
         n = lib.yf_sched_run(self._h)
         if n < 0:
             raise error("yf_sched_run")
@@ -151,6 +278,11 @@ class Scheduler(Owned):
         if isinstance(co_id, np.integer) and not isinstance(co_id, np.bool_):
             co_id = int(co_id)
         Coroutine(self, co_id)._find()
+        if self._py:
+            w = self._watch.get(co_id)
+            body = w.body if w is not None else next((b for b in _yfpy.live(self._addr) if b.id == co_id), None)
+            if body is not None:
+                return self._handle(body)
         return Coroutine(self, co_id)
 
     stack_size = reader(lib.yf_sched_stack_size, "Bytes per stack slot, guard page included.")
@@ -256,6 +388,13 @@ class Coroutine:
     @_co_method
     def resume(self, co) -> None:
         """Run the coroutine until it yields, blocks or ends."""
+        if self.sched._py:
+            # A scheduler with Python bodies resumes with the GIL held.
+            state = lib.yf_co_state(co)
+            if state > lib.YF_READY:
+                raise RuntimeError(f"cannot resume coroutine {self.id}: it is {STATES[state]}")
+            _yfpy.resume(int(ffi.cast("uintptr_t", co)))
+            return
         if lib.yf_co_resume(co) != 0:
             raise RuntimeError(f"cannot resume coroutine {self.id}: it is {STATES[lib.yf_co_state(co)]}")
 
@@ -330,6 +469,118 @@ class Coroutine:
     def stack_hwm(self, co) -> int:
         """Bytes of its stack ever touched (page-granular high-water mark)."""
         return lib.yf_co_stack_hwm(co)
+
+
+class _Watch(weakref.ref):
+    """The weak reference a scheduler keeps on a Python body's one handle:
+    when the handle goes and the body is blocked (nothing can wake it any
+    more), the body is unwound."""
+    __slots__ = ("body", "sched")
+
+
+def _handle_dropped(w: _Watch) -> None:
+    sched, body = w.sched(), w.body
+    w.body = None
+    if sched is None or body is None:
+        return
+    if sched._watch.get(body.id) is w:
+        del sched._watch[body.id]
+    if body.blocked and not body.in_loop:
+        sched._pending.append(body)
+        # At once when that is safe: from the root context of the owner
+        # thread, outside any call on the scheduler; else at its next call.
+        if (threading.get_ident() == sched._owner and not sched._calls and sched._h is not None
+                and _yfpy.current() is None and lib.yf_co_current() == ffi.NULL):
+            sched._unwind_pending()
+
+
+class PyCoroutine(Coroutine):
+    """The handle of a coroutine whose body is a Python callable.
+
+    There is one handle per body (Scheduler.find and current() give it
+    back); when it goes while the body is blocked in block(), nothing can
+    wake the body any more, and it is unwound (CoroutineExit raised at its
+    block()). result() works after the scheduler is closed."""
+
+    __slots__ = ("_body", "__weakref__")
+
+    def __init__(self, sched: Scheduler, body):
+        self.sched = sched
+        self.id = body.id
+        self._body = body
+
+    def _check(self) -> None:
+        s = self.sched
+        if threading.get_ident() != s._owner:
+            raise RuntimeError(s._foreign_message())
+        if s._h is None:
+            raise ValueError(s._closed_message())
+
+    @property
+    def state(self) -> str:
+        if self._body.state == "done":
+            return "done"
+        return Coroutine.state.fget(self)
+
+    def resume(self) -> None:
+        """Run it until it yields, blocks or ends (also from inside another body)."""
+        self._check()
+        self._body.resume()
+
+    def wake(self, value=None) -> None:
+        """Make it ready again after yfcore.block(), which then returns value."""
+        self._check()
+        self._body.wake(value)
+
+    def result(self):
+        """Its return value, or raise the exception that ended it; RuntimeError before it ends."""
+        failed, value = self._body.outcome()
+        if failed:
+            raise value
+        return value
+
+    @property
+    def done(self) -> bool:
+        return self._body.state == "done"
+
+    @property
+    def frame(self):
+        """The Python frame it is suspended in (None unless suspended): inspect
+        f_code, f_lineno, f_locals and f_back while it waits."""
+        self._check()
+        return self._body.frame()
+
+    @property
+    def recursion_limit(self) -> int:
+        """The recursion limit it runs with: the interpreter's, capped at what its stack holds."""
+        return self._body.recursion_limit
+
+    @property
+    def switches(self) -> int:
+        """Times it was switched in."""
+        return self._body.switches
+
+    def cancel(self, status: int = -1) -> None:
+        """Finish it before it starts (result() then raises CoroutineExit); RuntimeError once started."""
+        self._check()
+        if self._body.state != "new":
+            raise RuntimeError(f"cannot cancel coroutine {self.id}: it has started ({self.state})")
+        self._body.unwind(1)
+
+    def unwind(self) -> bool:
+        """Raise CoroutineExit in it at its suspension point and run it to its
+        end (finally blocks run); True when it ended."""
+        self._check()
+        return self._body.unwind(_UNWIND_TRIES)
+
+    @property
+    def status(self) -> int:
+        """1 when it ended with an exception, else 0; RuntimeError before it ends."""
+        return int(self._body.outcome()[0])
+
+    def reap(self) -> int:
+        """The status; the runtime reaps a Python body's coroutine itself when it ends."""
+        return self.status
 
 
 def build_info() -> str:

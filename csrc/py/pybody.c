@@ -1,0 +1,1124 @@
+/* pybody.c - Python functions as coroutine bodies: the extension module
+ * yfcore._yfpy, the one path by which C calls into Python from a coroutine.
+ *
+ * Why a C-API extension and not the cffi module: cffi releases the GIL
+ * around every C call. A switch made from Python through cffi would then
+ * run with the GIL released while the thread state still describes the
+ * context being left, and another thread taking the GIL meanwhile could read
+ * (sys._current_frames, a trace of all threads) a frame chain that lives on
+ * a stack that is not running. Here every entry point is an ordinary
+ * METH_NOARGS/METH_O built-in: the GIL is held from the moment the caller's
+ * interpreter state is saved until the state of the context switched to is
+ * installed, so no other thread ever sees a half-swapped thread state.
+ *
+ * Why a pointer table: the runtime lives in the cffi module (yfcore._yfcore),
+ * loaded RTLD_LOCAL like every extension, so its symbols cannot be linked
+ * against. yfcore.runtime passes the addresses of the runtime functions
+ * this file uses (ffi.addressof) to bind() once at import: one runtime, one
+ * copy of its thread-local state, whichever module calls it.
+ *
+ * What a switch saves (CPython 3.11; other versions build the module but
+ * spawn refuses): see struct pystate. Each context saves its own state on
+ * its own C stack just before it switches out and installs it again just
+ * after it is switched back to, so a switch between two Python bodies costs
+ * one save and one restore on each side, and C bodies never touch the
+ * thread state at all (zero cost for them: the runtime's switch has no hook).
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <errno.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "yf.h"
+
+#if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000
+#define YFPY_SUPPORTED 1
+#else
+#define YFPY_SUPPORTED 0
+#endif
+
+/* ---- the runtime, through the pointer table ----------------------------- */
+
+static struct {
+    yf_co *(*co_create)(yf_sched *, yf_co_fn, void *);
+    int (*co_resume)(yf_co *);
+    int (*co_yield)(void);
+    intptr_t (*co_block)(void);
+    int (*co_wake)(yf_co *, uint64_t, intptr_t);
+    uint64_t (*co_token)(const yf_co *);
+    yf_co *(*co_current)(void);
+    uint64_t (*co_id)(const yf_co *);
+    int (*co_state)(const yf_co *);
+    int (*co_cancel)(yf_co *, intptr_t);
+    int (*co_detach)(yf_co *);
+    int64_t (*sched_run)(yf_sched *);
+    size_t (*sched_usable_stack)(const yf_sched *);
+    int (*sleep_ms)(int64_t);
+    int (*wait_fd)(int, unsigned, int64_t);
+    int64_t (*loop_run)(yf_loop *);
+} rt;
+
+static const struct {
+    const char *name;
+    size_t off;
+} rt_names[] = {
+    {"yf_co_create", offsetof(__typeof__(rt), co_create)},
+    {"yf_co_resume", offsetof(__typeof__(rt), co_resume)},
+    {"yf_co_yield", offsetof(__typeof__(rt), co_yield)},
+    {"yf_co_block", offsetof(__typeof__(rt), co_block)},
+    {"yf_co_wake", offsetof(__typeof__(rt), co_wake)},
+    {"yf_co_token", offsetof(__typeof__(rt), co_token)},
+    {"yf_co_current", offsetof(__typeof__(rt), co_current)},
+    {"yf_co_id", offsetof(__typeof__(rt), co_id)},
+    {"yf_co_state", offsetof(__typeof__(rt), co_state)},
+    {"yf_co_cancel", offsetof(__typeof__(rt), co_cancel)},
+    {"yf_co_detach", offsetof(__typeof__(rt), co_detach)},
+    {"yf_sched_run", offsetof(__typeof__(rt), sched_run)},
+    {"yf_sched_usable_stack", offsetof(__typeof__(rt), sched_usable_stack)},
+    {"yf_sleep_ms", offsetof(__typeof__(rt), sleep_ms)},
+    {"yf_wait_fd", offsetof(__typeof__(rt), wait_fd)},
+    {"yf_loop_run", offsetof(__typeof__(rt), loop_run)},
+};
+static int rt_bound;
+
+static PyObject *CoroutineExit;
+
+/* ---- what one context keeps of the thread state ------------------------- */
+
+#if YFPY_SUPPORTED
+/* CPython 3.11 keeps per thread, for the code running now: the chain of C
+ * frames of the eval loop (cframe, on the C stack that runs it; its
+ * use_tracing byte is recomputed on restore, so a trace or profile function
+ * set in one context applies to the whole thread, as sys.settrace says),
+ * through it the current interpreter frame (whose chain lives in the data
+ * stack), the recursion depth (kept as a depth so that a new limit set in
+ * any context applies to all), the re-entry guard of trace functions, the
+ * data-stack chunks the interpreter frames are allocated in, the stack of
+ * exceptions being handled (exc_info, and the bottom item exc_state that the
+ * thread state itself holds), the contextvars context, and the nesting of
+ * the trashcan that defers deep deallocations. The exception being raised
+ * (curexc_*) is always empty at a switch: a switch is a call that has not
+ * failed. */
+struct pystate {
+    _PyCFrame *cframe;
+    struct _PyInterpreterFrame *current_frame;
+    int depth;
+    int tracing;
+    _PyStackChunk *chunk;
+    PyObject **top, **limit;
+    _PyErr_StackItem *exc_info;
+    _PyErr_StackItem exc_state;
+    PyObject *context;          /* owned while saved */
+    int trash_delete_nesting;
+};
+
+static inline void state_save(PyThreadState *t, struct pystate *s)
+{
+    s->cframe = t->cframe;
+    s->current_frame = t->cframe->current_frame;
+    s->depth = t->recursion_limit - t->recursion_remaining;
+    s->tracing = t->tracing;
+    s->chunk = t->datastack_chunk;
+    s->top = t->datastack_top;
+    s->limit = t->datastack_limit;
+    s->exc_info = t->exc_info;
+    s->exc_state = t->exc_state;
+    s->context = t->context;
+    s->trash_delete_nesting = t->trash_delete_nesting;
+}
+
+/* limit: the interpreter's recursion limit now (a context that saved its
+ * depth under another limit gets the same depth under the new one, as
+ * sys.setrecursionlimit does for threads). */
+static inline void state_restore(PyThreadState *t, const struct pystate *s, int limit)
+{
+    t->cframe = s->cframe;
+    t->cframe->current_frame = s->current_frame;
+    t->recursion_limit = limit;
+    t->recursion_remaining = limit - s->depth;
+    t->tracing = s->tracing;
+    t->cframe->use_tracing =
+        (t->tracing == 0 && (t->c_tracefunc != NULL || t->c_profilefunc != NULL)) ? 255 : 0;
+    t->datastack_chunk = s->chunk;
+    t->datastack_top = s->top;
+    t->datastack_limit = s->limit;
+    t->exc_info = s->exc_info;
+    t->exc_state = s->exc_state;
+    t->context = s->context;
+    t->context_ver++;
+    t->trash_delete_nesting = s->trash_delete_nesting;
+}
+#endif
+
+/* ---- data-stack chunks ---------------------------------------------------- */
+
+/* A body's interpreter frames go in its own data stack, whose first (root)
+ * chunk CPython never frees (it leaves data[0] unused so that no frame
+ * starts there). The root chunks of finished bodies are kept here for the
+ * next body: without the pool each spawn cost an mmap and a munmap. Only
+ * touched with the GIL held. */
+#define CHUNK_SIZE (16 * 1024)
+#define CHUNK_POOL 64
+static _PyStackChunk *chunk_pool[CHUNK_POOL];
+static int chunk_npool;
+
+static _PyStackChunk *chunk_get(void)
+{
+    if (chunk_npool)
+        return chunk_pool[--chunk_npool];
+    _PyStackChunk *c = PyMem_RawMalloc(CHUNK_SIZE);
+    if (!c)
+        return NULL;
+    c->previous = NULL;
+    c->size = CHUNK_SIZE;
+    c->top = 0;
+    return c;
+}
+
+static void chunk_put(_PyStackChunk *c)
+{
+    if (chunk_npool < CHUNK_POOL) {
+        c->previous = NULL;
+        c->top = 0;
+        chunk_pool[chunk_npool++] = c;
+    } else {
+        PyMem_RawFree(c);
+    }
+}
+
+/* ---- the record of one Python body -------------------------------------- */
+
+enum { B_NEW = 0, B_RUNNING = 1, B_SUSPENDED = 2, B_DONE = 3 };
+
+typedef struct body {
+    PyObject_HEAD
+    yf_co *co;                  /* NULL once done */
+    yf_sched *sched;
+    uint64_t id;
+    PyObject *fn, *args, *kwargs;
+    PyObject *context;          /* the contextvars context it starts in */
+    PyObject *result;           /* return value, or the exception that ended it */
+    PyObject *wake_value;       /* what the next block() returns */
+    PyObject *owner;            /* the Python Scheduler (for current()) */
+    int state;                  /* B_* */
+    int failed;
+    int kill;                   /* unwinding: raise CoroutineExit at each resume */
+    int in_loop;                /* waiting on the loop (sleep or fd), which will wake it */
+    int limit_cap;              /* recursion levels its stack holds */
+    uint64_t switches;          /* times it was switched in */
+#if YFPY_SUPPORTED
+    struct pystate *saved;      /* its state while suspended (on its own stack) */
+#endif
+    PyObject *weakrefs;
+    struct body *next, *prev;   /* live bodies (spawned, not done), all schedulers */
+} Body;
+
+static PyTypeObject BodyType;
+
+/* Sentinel of the list of live bodies, for Scheduler.close() and find()
+ * (changed with the GIL held). */
+static Body live = {.next = &live, .prev = &live};
+
+static void live_add(Body *b)
+{
+    b->next = &live;
+    b->prev = live.prev;
+    live.prev->next = b;
+    live.prev = b;
+}
+
+static void live_del(Body *b)
+{
+    if (b->next) {
+        b->prev->next = b->next;
+        b->next->prev = b->prev;
+        b->next = b->prev = NULL;
+    }
+}
+
+/* The body running on this thread, NULL in the root context and in C bodies. */
+static __thread Body *cur_body;
+
+/* Bytes of C stack one level of Python recursion may take in 3.11, where a
+ * Python-to-Python call takes none (frames live in the data stack) but a
+ * level through C takes a C frame chain: measured on x86-64 (tests/
+ * test_pybody.py's probe prints the table): repr 170, reduce 185, str 240,
+ * == 260, map 315, isinstance 315, exec 345, call 380, __init__ 395,
+ * format 610, __getattr__ 735 bytes per level. A body's recursion limit is
+ * capped at what its stack holds at this rate, so deep recursion of those
+ * shapes ends in RecursionError before the guard page. list.sort with a key
+ * (1.7 KB per level: its merge state lives on the C stack) can still reach
+ * the guard, which then reports the coroutine (tested in a subprocess). */
+#define BYTES_PER_LEVEL 800
+/* Kept free for the trampoline and the first call's frames. */
+#define STACK_RESERVE (16 * 1024)
+/* CPython lets a RecursionError being handled go 50 levels deeper. */
+#define HEADROOM 50
+/* The fewest levels a body's stack must hold to be spawned at all. */
+#define MIN_LEVELS 100
+
+static int body_limit(const Body *b)
+{
+    int lim = Py_GetRecursionLimit();
+    return b->limit_cap < lim ? b->limit_cap : lim;
+}
+
+static void set_errno_error(const char *what)
+{
+    int e = errno;
+    if (e == ENOMEM)
+        PyErr_Format(PyExc_MemoryError, "%s: %s", what, strerror(e));
+    else
+        PyErr_Format(PyExc_OSError, "%s: %s (errno %d)", what, strerror(e), e);
+}
+
+#if YFPY_SUPPORTED
+/* Switch out of the running context into co (resume), or out of the running
+ * body back to its resumer (yield/block), saving this context's state on
+ * this stack and installing it again when control comes back here. */
+static int switch_resume(yf_co *co)
+{
+    PyThreadState *t = PyThreadState_Get();
+    Body *me = cur_body;
+    struct pystate mine;
+    state_save(t, &mine);
+    if (me) {
+        me->saved = &mine;
+        me->state = B_SUSPENDED;
+    }
+    int rc = rt.co_resume(co);
+    int e = errno;
+    if (me) {
+        me->saved = NULL;
+        me->state = B_RUNNING;
+        me->switches++;
+    }
+    cur_body = me;
+    /* The root keeps the interpreter's limit as it is now (another context
+     * may have changed it); a body its capped one. */
+    state_restore(t, &mine, Py_GetRecursionLimit());
+    errno = e;
+    return rc;
+}
+
+/* What a suspended body's switch-out did (yield or block). */
+static intptr_t switch_out(Body *me, int block)
+{
+    PyThreadState *t = PyThreadState_Get();
+    struct pystate mine;
+    intptr_t v = 0;
+    state_save(t, &mine);
+    me->saved = &mine;
+    me->state = B_SUSPENDED;
+    if (block)
+        v = rt.co_block();
+    else
+        rt.co_yield();
+    me->saved = NULL;
+    me->state = B_RUNNING;
+    me->switches++;
+    cur_body = me;
+    state_restore(t, &mine, Py_GetRecursionLimit());
+    return v;
+}
+
+/* First function of every Python body, on its own stack, with the GIL held
+ * (every resume of a scheduler with Python bodies is made through this
+ * module). Its exception never leaves it: it ends the body. */
+static intptr_t trampoline(void *arg)
+{
+    Body *b = arg;
+    if (!PyGILState_Check())
+        Py_FatalError("yfcore: a Python body was resumed without the GIL (through the cffi module); "
+                      "schedulers with Python bodies resume only through yfcore._yfpy");
+    PyThreadState *t = PyThreadState_Get();
+    _PyStackChunk *root = chunk_get();
+    if (!root) {
+        /* Nothing of the body has run; it ends with MemoryError. */
+        b->result = PyObject_CallFunction(PyExc_MemoryError, "s", "no data stack for a Python body");
+        b->failed = 1;
+        b->state = B_DONE;
+        b->co = NULL;
+        live_del(b);
+        Py_DECREF(b);
+        return 1;
+    }
+    /* The body's own bottom C frame: its chain ends at the thread's root
+     * cframe, not in the resumer's stack. */
+    _PyCFrame cframe;
+    cframe.use_tracing = 0;
+    cframe.current_frame = NULL;
+    cframe.previous = &t->root_cframe;
+    struct pystate fresh = {
+        .cframe = &cframe,
+        .current_frame = NULL,
+        /* The cap on its recursion is a starting depth: 3.11 raises a
+         * thread's lowered recursion_limit back to the interpreter's at the
+         * first check (_Py_CheckRecursiveCall), so a lower limit would not
+         * hold, while a depth does. */
+        .depth = Py_GetRecursionLimit() > b->limit_cap ? Py_GetRecursionLimit() - b->limit_cap : 0,
+        .tracing = 0,
+        .chunk = root,
+        .top = &root->data[1],
+        .limit = (PyObject **)((char *)root + root->size),
+        .exc_info = &t->exc_state,
+        .exc_state = {NULL, NULL},
+        .context = b->context,
+        .trash_delete_nesting = 0,
+    };
+    b->context = NULL;
+    b->state = B_RUNNING;
+    b->switches++;
+    cur_body = b;
+    state_restore(t, &fresh, Py_GetRecursionLimit());
+
+    PyObject *r = NULL;
+    if (b->kill)
+        PyErr_SetString(CoroutineExit, "unwound before it started");
+    else
+        r = PyObject_Call(b->fn, b->args, b->kwargs ? b->kwargs : NULL);
+    if (r) {
+        b->result = r;
+    } else {
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+        PyErr_NormalizeException(&type, &value, &tb);
+        if (tb && value)
+            PyException_SetTraceback(value, tb);
+        Py_XDECREF(type);
+        Py_XDECREF(tb);
+        b->result = value;
+        b->failed = 1;
+    }
+    /* What it held goes while its state is still installed: a finaliser
+     * run by these decrefs runs as part of the body. */
+    Py_CLEAR(b->fn);
+    Py_CLEAR(b->args);
+    Py_CLEAR(b->kwargs);
+    Py_CLEAR(b->wake_value);
+    if (PyErr_Occurred())
+        PyErr_WriteUnraisable((PyObject *)b);
+    b->state = B_DONE;
+    b->co = NULL;
+    live_del(b);
+    cur_body = NULL;
+    /* The coroutine's reference: the record may go now. */
+    Py_DECREF(b);
+    Py_CLEAR(t->context);
+    Py_CLEAR(t->exc_state.exc_value);
+    /* Every frame is popped: only the root chunk is left (a deeper one is
+     * freed by CPython when its last frame goes). The resumer installs its
+     * own state on arrival; until then nothing runs Python (GIL held). */
+    _PyStackChunk *c = t->datastack_chunk;
+    while (c && c != root) {
+        _PyStackChunk *prev = c->previous;
+        PyObjectArenaAllocator a;
+        PyObject_GetArenaAllocator(&a);
+        a.free(a.ctx, c, c->size);
+        c = prev;
+    }
+    chunk_put(root);
+    t->datastack_chunk = NULL;
+    t->datastack_top = NULL;
+    t->datastack_limit = NULL;
+    t->cframe = &t->root_cframe;
+    return 0;
+}
+#endif
+
+/* ---- module functions ------------------------------------------------------ */
+
+static int check_bound(void)
+{
+    if (!rt_bound) {
+        PyErr_SetString(PyExc_RuntimeError, "yfcore._yfpy is not bound to the runtime (import yfcore.runtime)");
+        return -1;
+    }
+    return 0;
+}
+
+static void *addr_arg(PyObject *o, const char *what)
+{
+    void *p = PyLong_AsVoidPtr(o);
+    if (!p && !PyErr_Occurred())
+        PyErr_Format(PyExc_ValueError, "%s is NULL", what);
+    return p;
+}
+
+/* bind({name: address}): the runtime functions this module calls. */
+static PyObject *py_bind(PyObject *m, PyObject *table)
+{
+    if (!PyDict_Check(table)) {
+        PyErr_SetString(PyExc_TypeError, "bind() wants a dict of name -> address");
+        return NULL;
+    }
+    for (size_t i = 0; i < sizeof rt_names / sizeof rt_names[0]; i++) {
+        PyObject *v = PyDict_GetItemString(table, rt_names[i].name);
+        if (!v) {
+            PyErr_Format(PyExc_KeyError, "bind(): no address for %s", rt_names[i].name);
+            return NULL;
+        }
+        void *p = addr_arg(v, rt_names[i].name);
+        if (!p)
+            return NULL;
+        memcpy((char *)&rt + rt_names[i].off, &p, sizeof p);
+    }
+    rt_bound = 1;
+    Py_RETURN_NONE;
+}
+
+/* spawn(sched_address, owner, fn, args, kwargs) -> Body */
+static PyObject *py_spawn(PyObject *m, PyObject *const *a, Py_ssize_t n)
+{
+    if (n != 5) {
+        PyErr_SetString(PyExc_TypeError, "spawn(sched, owner, fn, args, kwargs)");
+        return NULL;
+    }
+#if !YFPY_SUPPORTED
+    PyErr_Format(PyExc_RuntimeError,
+                 "Python bodies need CPython 3.11 (their switches save and restore its per-thread "
+                 "interpreter state, whose layout changes between versions); this is %s. "
+                 "C bodies (a str naming a built-in body) work on every version",
+                 Py_GetVersion());
+    return NULL;
+#else
+    if (check_bound())
+        return NULL;
+    yf_sched *s = addr_arg(a[0], "sched");
+    if (!s)
+        return NULL;
+    if (!PyCallable_Check(a[2])) {
+        PyErr_Format(PyExc_TypeError, "fn must be callable, got %.100s", Py_TYPE(a[2])->tp_name);
+        return NULL;
+    }
+    if (!PyTuple_Check(a[3]) || (a[4] != Py_None && !PyDict_Check(a[4]))) {
+        PyErr_SetString(PyExc_TypeError, "spawn(): args must be a tuple and kwargs a dict or None");
+        return NULL;
+    }
+    size_t usable = rt.sched_usable_stack(s);
+    long levels = usable > STACK_RESERVE ? (long)((usable - STACK_RESERVE) / BYTES_PER_LEVEL) - HEADROOM : 0;
+    if (levels < MIN_LEVELS) {
+        PyErr_Format(PyExc_ValueError,
+                     "the scheduler's stacks (%zu usable bytes) hold %ld levels of Python recursion, fewer "
+                     "than %d: make it with stack_size=yfcore.PY_STACK_SIZE (262144) or more for Python bodies",
+                     usable, levels < 0 ? 0 : levels, MIN_LEVELS);
+        return NULL;
+    }
+    Body *b = PyObject_GC_New(Body, &BodyType);
+    if (!b)
+        return NULL;
+    b->co = NULL;
+    b->sched = s;
+    b->id = 0;
+    b->fn = Py_NewRef(a[2]);
+    b->args = Py_NewRef(a[3]);
+    b->kwargs = a[4] == Py_None ? NULL : Py_NewRef(a[4]);
+    b->context = PyContext_CopyCurrent();
+    b->result = NULL;
+    b->wake_value = NULL;
+    b->owner = Py_NewRef(a[1]);
+    b->state = B_NEW;
+    b->failed = 0;
+    b->kill = 0;
+    b->in_loop = 0;
+    b->limit_cap = (int)levels;
+    b->switches = 0;
+    b->saved = NULL;
+    b->weakrefs = NULL;
+    b->next = b->prev = NULL;
+    PyObject_GC_Track(b);
+    if (!b->context) {
+        Py_DECREF(b);
+        return NULL;
+    }
+    yf_co *co = rt.co_create(s, trampoline, b);
+    if (!co) {
+        if (errno == ENOMEM)
+            PyErr_SetString(PyExc_MemoryError, "no stack could be mapped for a new coroutine (see vm.max_map_count)");
+        else
+            set_errno_error("yf_co_create");
+        Py_DECREF(b);
+        return NULL;
+    }
+    /* Reaped by the runtime when it ends; the record keeps its outcome. */
+    rt.co_detach(co);
+    b->co = co;
+    b->id = rt.co_id(co);
+    live_add(b);
+    Py_INCREF(b);               /* the coroutine's reference, until it ends */
+    return (PyObject *)b;
+#endif
+}
+
+static Body *running_body(const char *what)
+{
+    if (!rt_bound || !cur_body || rt.co_current() == NULL) {
+        PyErr_Format(PyExc_RuntimeError, "yfcore.%s() called outside a Python coroutine body "
+                     "(or from a thread other than the one running it)", what);
+        return NULL;
+    }
+    return cur_body;
+}
+
+static PyObject *py_yield(PyObject *m, PyObject *unused)
+{
+#if YFPY_SUPPORTED
+    Body *b = running_body("yield_");
+    if (!b)
+        return NULL;
+    switch_out(b, 0);
+    if (b->kill) {
+        PyErr_SetString(CoroutineExit, "unwound: its scheduler is closing or its last handle was dropped");
+        return NULL;
+    }
+    Py_RETURN_NONE;
+#else
+    return (PyObject *)running_body("yield_");
+#endif
+}
+
+static PyObject *py_block(PyObject *m, PyObject *unused)
+{
+#if YFPY_SUPPORTED
+    Body *b = running_body("block");
+    if (!b)
+        return NULL;
+    switch_out(b, 1);
+    PyObject *v = b->wake_value;
+    b->wake_value = NULL;
+    if (b->kill) {
+        Py_XDECREF(v);
+        PyErr_SetString(CoroutineExit, "unwound: its scheduler is closing or its last handle was dropped");
+        return NULL;
+    }
+    return v ? v : Py_NewRef(Py_None);
+#else
+    return (PyObject *)running_body("block");
+#endif
+}
+
+/* current() -> the running Body, or None in the root context or a C body. */
+static PyObject *py_current(PyObject *m, PyObject *unused)
+{
+    if (rt_bound && cur_body && rt.co_current())
+        return Py_NewRef((PyObject *)cur_body);
+    Py_RETURN_NONE;
+}
+
+/* resume(co_address): resume any coroutine (C or Python body) with the GIL held. */
+static PyObject *py_resume(PyObject *m, PyObject *arg)
+{
+#if YFPY_SUPPORTED
+    if (check_bound())
+        return NULL;
+    yf_co *co = addr_arg(arg, "co");
+    if (!co)
+        return NULL;
+    if (switch_resume(co) != 0)
+        return set_errno_error("yf_co_resume"), NULL;
+    Py_RETURN_NONE;
+#else
+    PyErr_SetString(PyExc_RuntimeError, "Python bodies need CPython 3.11");
+    return NULL;
+#endif
+}
+
+#if YFPY_SUPPORTED
+/* The root context while a scheduler runs its ready queue: every body
+ * switches back here and the runtime resumes the next one, so the root's
+ * state is saved once for the whole run. */
+static int64_t run_sched(yf_sched *s)
+{
+    PyThreadState *t = PyThreadState_Get();
+    Body *me = cur_body;
+    struct pystate mine;
+    state_save(t, &mine);
+    int64_t n = rt.sched_run(s);
+    int e = errno;
+    cur_body = me;
+    state_restore(t, &mine, Py_GetRecursionLimit());
+    errno = e;
+    return n;
+}
+#endif
+
+static PyObject *py_run(PyObject *m, PyObject *arg)
+{
+#if YFPY_SUPPORTED
+    if (check_bound())
+        return NULL;
+    yf_sched *s = addr_arg(arg, "sched");
+    if (!s)
+        return NULL;
+    if (cur_body || rt.co_current()) {
+        PyErr_SetString(PyExc_RuntimeError, "Scheduler.run() from inside a coroutine: the scheduler is "
+                        "already running (yield_() to let the others run)");
+        return NULL;
+    }
+    int64_t n = run_sched(s);
+    if (n < 0)
+        return set_errno_error("yf_sched_run"), NULL;
+    return PyLong_FromLongLong(n);
+#else
+    PyErr_SetString(PyExc_RuntimeError, "Python bodies need CPython 3.11");
+    return NULL;
+#endif
+}
+
+/* loop_run(loop_address): yf_loop_run with the GIL held (it resumes Python
+ * bodies; other threads wait while the loop sleeps in epoll). Returns the
+ * resumes, or minus the runtime's errno (the wrapper retries EINTR). */
+static PyObject *py_loop_run(PyObject *m, PyObject *arg)
+{
+#if YFPY_SUPPORTED
+    if (check_bound())
+        return NULL;
+    yf_loop *lp = addr_arg(arg, "loop");
+    if (!lp)
+        return NULL;
+    if (cur_body || rt.co_current()) {
+        PyErr_SetString(PyExc_RuntimeError, "Loop.run() from inside a coroutine");
+        return NULL;
+    }
+    PyThreadState *t = PyThreadState_Get();
+    struct pystate mine;
+    state_save(t, &mine);
+    int64_t n = rt.loop_run(lp);
+    int e = errno;
+    cur_body = NULL;
+    state_restore(t, &mine, Py_GetRecursionLimit());
+    return PyLong_FromLongLong(n < 0 ? -(int64_t)e : n);
+#else
+    PyErr_SetString(PyExc_RuntimeError, "Python bodies need CPython 3.11");
+    return NULL;
+#endif
+}
+
+#if YFPY_SUPPORTED
+/* A loop wait from a body: the runtime blocks the coroutine (yf_co_block
+ * inside) and the loop wakes it; the switch out is the runtime's, so the
+ * state is saved around the whole call. */
+static int64_t loop_wait(Body *b, int fd, unsigned events, int64_t ms, int sleep)
+{
+    PyThreadState *t = PyThreadState_Get();
+    struct pystate mine;
+    state_save(t, &mine);
+    b->saved = &mine;
+    b->state = B_SUSPENDED;
+    b->in_loop = 1;
+    int64_t r = sleep ? rt.sleep_ms(ms) : rt.wait_fd(fd, events, ms);
+    int e = errno;
+    b->in_loop = 0;
+    b->saved = NULL;
+    b->state = B_RUNNING;
+    b->switches++;
+    cur_body = b;
+    state_restore(t, &mine, Py_GetRecursionLimit());
+    errno = e;
+    return r;
+}
+#endif
+
+static PyObject *py_sleep(PyObject *m, PyObject *arg)
+{
+#if YFPY_SUPPORTED
+    Body *b = running_body("sleep");
+    if (!b)
+        return NULL;
+    long long ms = PyLong_AsLongLong(arg);
+    if (ms == -1 && PyErr_Occurred())
+        return NULL;
+    if (loop_wait(b, -1, 0, ms, 1) != 0) {
+        if (errno == EPERM)
+            PyErr_SetString(PyExc_RuntimeError, "yfcore.sleep() needs a body run by a Loop (Loop.run())");
+        else
+            PyErr_SetFromErrno(PyExc_OSError);
+        return NULL;
+    }
+    if (b->kill) {
+        PyErr_SetString(CoroutineExit, "unwound: its scheduler is closing");
+        return NULL;
+    }
+    Py_RETURN_NONE;
+#else
+    return (PyObject *)running_body("sleep");
+#endif
+}
+
+/* wait_fd(fd, events, timeout_ms) -> ready events (0 on timeout). */
+static PyObject *py_wait_fd(PyObject *m, PyObject *const *a, Py_ssize_t n)
+{
+#if YFPY_SUPPORTED
+    Body *b = running_body("wait_fd");
+    if (!b)
+        return NULL;
+    if (n != 3) {
+        PyErr_SetString(PyExc_TypeError, "wait_fd(fd, events, timeout_ms)");
+        return NULL;
+    }
+    long fd = PyLong_AsLong(a[0]);
+    long ev = PyLong_AsLong(a[1]);
+    long long ms = PyLong_AsLongLong(a[2]);
+    if (PyErr_Occurred())
+        return NULL;
+    int64_t r = loop_wait(b, (int)fd, (unsigned)ev, ms, 0);
+    if (r < 0) {
+        if (errno == EPERM)
+            PyErr_SetString(PyExc_RuntimeError, "yfcore.wait_fd() needs a body run by a Loop (Loop.run())");
+        else
+            PyErr_SetFromErrno(PyExc_OSError);
+        return NULL;
+    }
+    if (b->kill) {
+        PyErr_SetString(CoroutineExit, "unwound: its scheduler is closing");
+        return NULL;
+    }
+    return PyLong_FromLongLong(r);
+#else
+    return (PyObject *)running_body("wait_fd");
+#endif
+}
+
+/* live(sched_address) -> the bodies of that scheduler not yet done, oldest first. */
+static PyObject *py_live(PyObject *m, PyObject *arg)
+{
+    void *s = addr_arg(arg, "sched");
+    if (!s)
+        return NULL;
+    PyObject *out = PyList_New(0);
+    for (Body *b = live.next; out && b != &live; b = b->next)
+        if ((void *)b->sched == s && PyList_Append(out, (PyObject *)b) < 0)
+            Py_CLEAR(out);
+    return out;
+}
+
+static PyObject *py_supported(PyObject *m, PyObject *unused)
+{
+    return PyBool_FromLong(YFPY_SUPPORTED);
+}
+
+static PyObject *py_pool(PyObject *m, PyObject *unused)
+{
+    return PyLong_FromLong(chunk_npool);
+}
+
+/* The fields a switch saves, for teaching: name -> size in bytes. */
+static PyObject *py_saved_fields(PyObject *m, PyObject *unused)
+{
+#if YFPY_SUPPORTED
+#define FIELD(f) {#f, sizeof(((struct pystate *)0)->f), offsetof(struct pystate, f)}
+    static const struct {
+        const char *name;
+        size_t size, off;
+    } f[] = {FIELD(cframe), FIELD(current_frame), FIELD(depth), FIELD(tracing), FIELD(chunk), FIELD(top),
+             FIELD(limit), FIELD(exc_info), FIELD(exc_state), FIELD(context), FIELD(trash_delete_nesting)};
+    PyObject *out = PyList_New(0);
+    for (size_t i = 0; out && i < sizeof f / sizeof f[0]; i++) {
+        PyObject *t = Py_BuildValue("(snn)", f[i].name, (Py_ssize_t)f[i].off, (Py_ssize_t)f[i].size);
+        if (!t || PyList_Append(out, t) < 0) {
+            Py_XDECREF(t);
+            Py_CLEAR(out);
+            break;
+        }
+        Py_DECREF(t);
+    }
+    return out;
+#else
+    return PyList_New(0);
+#endif
+}
+
+/* ---- Body methods ---------------------------------------------------------- */
+
+static const char *state_names[] = {"new", "running", "suspended", "done"};
+
+static PyObject *body_get_state(Body *b, void *c)
+{
+    return PyUnicode_FromString(state_names[b->state]);
+}
+
+static PyObject *body_get_id(Body *b, void *c)
+{
+    return PyLong_FromUnsignedLongLong(b->id);
+}
+
+static PyObject *body_get_owner(Body *b, void *c)
+{
+    return Py_NewRef(b->owner ? b->owner : Py_None);
+}
+
+static PyObject *body_get_switches(Body *b, void *c)
+{
+    return PyLong_FromUnsignedLongLong(b->switches);
+}
+
+static PyObject *body_get_recursion_limit(Body *b, void *c)
+{
+    return PyLong_FromLong(body_limit(b));
+}
+
+static PyObject *body_get_in_loop(Body *b, void *c)
+{
+    return PyBool_FromLong(b->in_loop);
+}
+
+static PyObject *body_get_blocked(Body *b, void *c)
+{
+    return PyBool_FromLong(b->co && b->state == B_SUSPENDED && rt.co_state(b->co) == YF_BLOCKED);
+}
+
+static PyObject *body_get_co(Body *b, void *c)
+{
+    if (!b->co)
+        Py_RETURN_NONE;
+    return PyLong_FromVoidPtr(b->co);
+}
+
+/* outcome() -> (failed, value): the return value or the exception. */
+static PyObject *body_outcome(Body *b, PyObject *unused)
+{
+    if (b->state != B_DONE) {
+        PyErr_Format(PyExc_RuntimeError, "coroutine %llu has not finished (%s)", (unsigned long long)b->id,
+                     state_names[b->state]);
+        return NULL;
+    }
+    return Py_BuildValue("(OO)", b->failed ? Py_True : Py_False, b->result ? b->result : Py_None);
+}
+
+/* The frame a suspended body stopped in (None unless suspended). */
+static PyObject *body_frame(Body *b, PyObject *unused)
+{
+#if YFPY_SUPPORTED
+    if (b->state != B_SUSPENDED || !b->saved || !b->saved->current_frame)
+        Py_RETURN_NONE;
+    PyThreadState *t = PyThreadState_Get();
+    struct _PyInterpreterFrame *keep = t->cframe->current_frame;
+    /* PyThreadState_GetFrame makes the frame object of the current frame;
+     * the collector stays off so that no finaliser runs while the thread's
+     * current frame is the suspended body's. */
+    int gc = PyGC_Disable();
+    t->cframe->current_frame = b->saved->current_frame;
+    PyFrameObject *f = PyThreadState_GetFrame(t);
+    t->cframe->current_frame = keep;
+    if (gc)
+        PyGC_Enable();
+    if (!f)
+        Py_RETURN_NONE;
+    return (PyObject *)f;
+#else
+    Py_RETURN_NONE;
+#endif
+}
+
+/* resume(): run it until it yields, blocks or ends (GIL held throughout). */
+static PyObject *body_resume(Body *b, PyObject *unused)
+{
+#if YFPY_SUPPORTED
+    int st = b->co ? rt.co_state(b->co) : YF_DONE;
+    if (st != YF_NEW && st != YF_READY) {
+        static const char *names[] = {"new", "ready", "running", "blocked", "done"};
+        PyErr_Format(PyExc_RuntimeError, "cannot resume coroutine %llu: it is %s", (unsigned long long)b->id,
+                     names[st]);
+        return NULL;
+    }
+    if (switch_resume(b->co) != 0)
+        return set_errno_error("yf_co_resume"), NULL;
+    Py_RETURN_NONE;
+#else
+    PyErr_SetString(PyExc_RuntimeError, "Python bodies need CPython 3.11");
+    return NULL;
+#endif
+}
+
+/* wake(value): a blocked body (not in a loop wait) becomes ready; block() returns value. */
+static PyObject *body_wake(Body *b, PyObject *value)
+{
+    if (b->state != B_SUSPENDED || !b->co || rt.co_state(b->co) != YF_BLOCKED || b->in_loop) {
+        PyErr_Format(PyExc_ValueError, "coroutine %llu is not blocked in yfcore.block() (it is %s)",
+                     (unsigned long long)b->id, b->in_loop ? "waiting on the loop" : state_names[b->state]);
+        return NULL;
+    }
+    if (rt.co_wake(b->co, rt.co_token(b->co), 0) != 0)
+        return set_errno_error("yf_co_wake"), NULL;
+    Py_XSETREF(b->wake_value, Py_NewRef(value));
+    Py_RETURN_NONE;
+}
+
+/* unwind(): raise CoroutineExit in it at its suspension point and run it
+ * until it ends (at most `tries` resumes: a body that catches the exit and
+ * suspends again gets it again). A body that never started is cancelled.
+ * Returns True when it ended. */
+static PyObject *body_unwind(Body *b, PyObject *arg)
+{
+#if YFPY_SUPPORTED
+    long tries = PyLong_AsLong(arg);
+    if (tries == -1 && PyErr_Occurred())
+        return NULL;
+    if (b->state == B_DONE)
+        Py_RETURN_TRUE;
+    if (b->state == B_RUNNING || b == cur_body) {
+        PyErr_SetString(PyExc_RuntimeError, "a coroutine cannot unwind itself while running");
+        return NULL;
+    }
+    if (b->state == B_NEW) {
+        if (rt.co_cancel(b->co, 0) == 0) {
+            b->result = PyObject_CallFunction(CoroutineExit, "s", "cancelled before it started");
+            b->failed = 1;
+            b->state = B_DONE;
+            b->co = NULL;
+            live_del(b);
+            Py_CLEAR(b->fn);
+            Py_CLEAR(b->args);
+            Py_CLEAR(b->kwargs);
+            Py_CLEAR(b->context);
+            Py_DECREF(b);       /* the coroutine's reference */
+            Py_RETURN_TRUE;
+        }
+        return set_errno_error("yf_co_cancel"), NULL;
+    }
+    b->kill = 1;
+    Py_INCREF(b);
+    for (long i = 0; i < tries && b->state != B_DONE; i++) {
+        /* A loop wait is woken like a block (the loop supports a wake from
+         * outside it: its wait record is unlinked by the waiter). */
+        if (rt.co_state(b->co) == YF_BLOCKED && rt.co_wake(b->co, rt.co_token(b->co), 0) != 0)
+            break;
+        if (switch_resume(b->co) != 0)
+            break;
+    }
+    int done = b->state == B_DONE;
+    Py_DECREF(b);
+    return PyBool_FromLong(done);
+#else
+    Py_RETURN_TRUE;
+#endif
+}
+
+static int body_traverse(Body *b, visitproc visit, void *arg)
+{
+    Py_VISIT(b->fn);
+    Py_VISIT(b->args);
+    Py_VISIT(b->kwargs);
+    Py_VISIT(b->context);
+    Py_VISIT(b->result);
+    Py_VISIT(b->wake_value);
+    Py_VISIT(b->owner);
+    return 0;
+}
+
+static int body_clear(Body *b)
+{
+    /* A live coroutine holds its own reference, so the collector can only
+     * clear a body that is done or never was. */
+    if (b->state != B_DONE && b->co)
+        return 0;
+    Py_CLEAR(b->fn);
+    Py_CLEAR(b->args);
+    Py_CLEAR(b->kwargs);
+    Py_CLEAR(b->context);
+    Py_CLEAR(b->result);
+    Py_CLEAR(b->wake_value);
+    Py_CLEAR(b->owner);
+    return 0;
+}
+
+static void body_dealloc(Body *b)
+{
+    PyObject_GC_UnTrack(b);
+    if (b->weakrefs)
+        PyObject_ClearWeakRefs((PyObject *)b);
+    b->state = B_DONE;
+    b->co = NULL;
+    body_clear(b);
+    PyObject_GC_Del(b);
+}
+
+static PyObject *body_repr(Body *b)
+{
+    return PyUnicode_FromFormat("<yfcore body %llu %s>", (unsigned long long)b->id, state_names[b->state]);
+}
+
+static PyGetSetDef body_getset[] = {
+    {"state", (getter)body_get_state, NULL, "new, running, suspended or done", NULL},
+    {"id", (getter)body_get_id, NULL, "the coroutine's id", NULL},
+    {"owner", (getter)body_get_owner, NULL, "the Scheduler that spawned it", NULL},
+    {"switches", (getter)body_get_switches, NULL, "times it was switched in", NULL},
+    {"recursion_limit", (getter)body_get_recursion_limit, NULL, "the recursion limit it runs with", NULL},
+    {"in_loop", (getter)body_get_in_loop, NULL, "waiting on the loop (sleep or fd)", NULL},
+    {"blocked", (getter)body_get_blocked, NULL, "suspended in block() or a loop wait", NULL},
+    {"co", (getter)body_get_co, NULL, "address of the C coroutine, or None once done", NULL},
+    {NULL},
+};
+
+static PyMethodDef body_methods[] = {
+    {"outcome", (PyCFunction)body_outcome, METH_NOARGS, "(failed, value) of a finished body"},
+    {"frame", (PyCFunction)body_frame, METH_NOARGS, "the frame a suspended body stopped in"},
+    {"resume", (PyCFunction)body_resume, METH_NOARGS, "run it until it yields, blocks or ends"},
+    {"wake", (PyCFunction)body_wake, METH_O, "make a blocked body ready; block() returns the value"},
+    {"unwind", (PyCFunction)body_unwind, METH_O, "raise CoroutineExit in it and run it to its end"},
+    {NULL},
+};
+
+static PyTypeObject BodyType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "yfcore._yfpy.Body",
+    .tp_basicsize = sizeof(Body),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "The record of one Python coroutine body (see yfcore.runtime.PyCoroutine).",
+    .tp_dealloc = (destructor)body_dealloc,
+    .tp_traverse = (traverseproc)body_traverse,
+    .tp_clear = (inquiry)body_clear,
+    .tp_repr = (reprfunc)body_repr,
+    .tp_weaklistoffset = offsetof(Body, weakrefs),
+    .tp_getset = body_getset,
+    .tp_methods = body_methods,
+};
+
+static PyMethodDef methods[] = {
+    {"bind", py_bind, METH_O, "bind({name: address}) the runtime functions"},
+    {"spawn", (PyCFunction)(void (*)(void))py_spawn, METH_FASTCALL, "spawn(sched, owner, fn, args, kwargs)"},
+    {"yield_", py_yield, METH_NOARGS, "from a body: let the others run, come back later"},
+    {"block", py_block, METH_NOARGS, "from a body: wait for wake(value); returns value"},
+    {"current", py_current, METH_NOARGS, "the running Body, or None"},
+    {"resume", py_resume, METH_O, "resume(co_address) with the GIL held"},
+    {"run", py_run, METH_O, "run(sched_address): yf_sched_run with the GIL held"},
+    {"loop_run", py_loop_run, METH_O, "loop_run(loop_address): yf_loop_run with the GIL held"},
+    {"sleep", py_sleep, METH_O, "from a body on a loop: sleep ms"},
+    {"wait_fd", (PyCFunction)(void (*)(void))py_wait_fd, METH_FASTCALL, "from a body on a loop: wait_fd(fd, events, ms)"},
+    {"live", py_live, METH_O, "live(sched_address): its bodies not yet done"},
+    {"supported", py_supported, METH_NOARGS, "True on the CPython versions Python bodies support"},
+    {"pooled_chunks", py_pool, METH_NOARGS, "data-stack chunks kept for the next body"},
+    {"saved_fields", py_saved_fields, METH_NOARGS, "[(name, offset, size)] of what a switch saves"},
+    {NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "yfcore._yfpy",
+    .m_doc = "Python functions as coroutine bodies on the yfcore runtime (see csrc/py/pybody.c).",
+    .m_size = -1,
+    .m_methods = methods,
+};
+
+PyMODINIT_FUNC PyInit__yfpy(void)
+{
+    if (PyType_Ready(&BodyType) < 0)
+        return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (!m)
+        return NULL;
+    CoroutineExit = PyErr_NewExceptionWithDoc(
+        "yfcore.CoroutineExit",
+        "Raised inside a Python coroutine body at its suspension point to unwind it (its scheduler "
+        "closes, or its last handle was dropped while it was blocked); a BaseException, like GeneratorExit.",
+        PyExc_BaseException, NULL);
+    if (!CoroutineExit || PyModule_AddObjectRef(m, "CoroutineExit", CoroutineExit) < 0 ||
+        PyModule_AddObjectRef(m, "Body", (PyObject *)&BodyType) < 0 ||
+        PyModule_AddIntConstant(m, "BYTES_PER_LEVEL", BYTES_PER_LEVEL) < 0 ||
+        PyModule_AddIntConstant(m, "STACK_RESERVE", STACK_RESERVE) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}
