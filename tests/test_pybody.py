@@ -513,3 +513,64 @@ def test_guard_hit_in_a_body_is_reported_with_its_id():
     assert r.returncode == -11, r.stderr
     co_id = int(r.stdout.split()[1])
     assert f"coroutine {co_id} overflowed its {262144}-byte stack" in r.stderr
+
+
+def test_pyswitch_benchmark_shape():
+    # The shape `yfcore bench pyswitch --json` prints; timings are the
+    # benchmark's business, not a test's.
+    from yfcore.lab.bench import run_benchmark
+
+    r = run_benchmark("pyswitch", quick=True, rounds=1)
+    for system in ("yf_py", "greenlet", "generator", "asyncio"):
+        for metric in ("ns_per_switch", "lives_per_s"):
+            s = r[system][metric]
+            assert 0 < s["min"] <= s["median"] <= s["max"] and len(s["samples"]) == 1
+    assert "provenance" in r and [b["bar"] for b in r["speed_bars"]] == [
+        "Python switch: yf_py / greenlet", "Python lives/s: yf_py / greenlet"]
+
+
+def test_suspended_look_and_saved_fields():
+    from yfcore.lab import python_coroutines as pyco
+
+    look = pyco.suspended_look(3)
+    assert look["function"] == "_teaching_body" and look["locals"]["i"] == 1 and look["result"] == 3
+    assert look["layout"]["guard_end"] < look["saved_sp"] < look["layout"]["top"]
+    names = [f[0] for f in pyco.saved_state()]
+    assert {"cframe", "current_frame", "depth", "chunk", "exc_info", "context"} <= set(names)
+
+
+def _other_pythons() -> list[str]:
+    import glob
+    import shutil
+
+    found = {shutil.which(f"python3.{m}") for m in (10, 12, 13, 14)}
+    found |= set(glob.glob(os.path.expanduser("~/.pyenv/versions/3.1[0234].*/bin/python")))
+    # One interpreter per version, and only those that run (not launcher shims).
+    by_version = {}
+    for p in sorted(filter(None, found)):
+        r = subprocess.run([p, "-c", "import sys; print(sys.version_info[:2])"], capture_output=True, text=True)
+        if r.returncode == 0 and "(3, 11)" not in r.stdout:
+            by_version.setdefault(r.stdout, p)
+    return sorted(by_version.values())
+
+
+@pytest.mark.parametrize("python", _other_pythons() or [None])
+def test_other_versions_build_and_refuse_python_bodies(python, tmp_path):
+    # pybody.c compiles on the other CPython versions too (their state is
+    # never touched), and spawn refuses with a clear error there.
+    if python is None:
+        pytest.skip("no CPython other than 3.11 installed here")
+    from yfcore import _sources
+
+    info = subprocess.run([python, "-c", "import sysconfig as s; print(s.get_paths()['include']); "
+                           "print(s.get_config_var('EXT_SUFFIX'))"], capture_output=True, text=True, check=True)
+    include, suffix = info.stdout.split()
+    out = tmp_path / f"_yfpy{suffix}"
+    subprocess.run(["cc", "-shared", "-fPIC", *_sources.PY_CFLAGS, "-Werror", *[f"-I{d}" for d in
+                    _sources.include_dirs()], f"-I{include}", *map(str, _sources.py()), "-o", str(out)],
+                   check=True, capture_output=True, text=True)
+    r = subprocess.run([python, "-c", "import _yfpy\nassert not _yfpy.supported()\n"
+                        "try:\n    _yfpy.spawn(1, None, print, (), None)\nexcept RuntimeError as e:\n    print(e)"],
+                       cwd=tmp_path, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "Python bodies need CPython 3.11" in r.stdout and "C bodies" in r.stdout

@@ -116,7 +116,7 @@ _TRACE_MAX = 2**28
 
 
 class Scheduler(Owned):
-    """A scheduler of C-bodied coroutines with pooled, guarded stacks.
+    """A scheduler of coroutines (C or Python bodies) with pooled, guarded stacks.
 
     stack_size: bytes per stack (guard page included), a power of two between
     16 KiB and 256 MiB. fpfast: switches skip the FP control state (coroutines
@@ -183,6 +183,10 @@ class Scheduler(Owned):
             self._loop = None
 
     def _unwind_all(self) -> None:
+        # Also reached from __del__, on whatever thread collects: bodies run
+        # only on the owner thread, so elsewhere the scheduler is left alone.
+        if threading.get_ident() != self._owner:
+            raise RuntimeError(self._foreign_message())
         if _yfpy.current() is not None or lib.yf_co_current() != ffi.NULL:
             raise RuntimeError("close() of a scheduler from inside a coroutine: nothing was freed")
         stuck = {}
@@ -550,15 +554,9 @@ class PyCoroutine(Coroutine):
         self._check()
         return self._body.frame()
 
-    @property
-    def recursion_limit(self) -> int:
-        """The recursion limit it runs with: the interpreter's, capped at what its stack holds."""
-        return self._body.recursion_limit
-
-    @property
-    def switches(self) -> int:
-        """Times it was switched in."""
-        return self._body.switches
+    recursion_limit = property(lambda self: self._body.recursion_limit, doc=(
+        "The recursion limit it runs with: the interpreter's, capped at what its stack holds."))
+    switches = property(lambda self: self._body.switches, doc="Times it was switched in.")
 
     def cancel(self, status: int = -1) -> None:
         """Finish it before it starts (result() then raises CoroutineExit); RuntimeError once started."""

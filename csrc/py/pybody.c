@@ -26,6 +26,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h>
 #include <errno.h>
 #include <stdint.h>
 #include <string.h>
@@ -87,6 +88,9 @@ static PyObject *CoroutineExit;
 /* ---- what one context keeps of the thread state ------------------------- */
 
 #if YFPY_SUPPORTED
+typedef _PyCFrame yfpy_cframe;
+typedef _PyStackChunk yfpy_chunk;
+
 /* CPython 3.11 keeps per thread, for the code running now: the chain of C
  * frames of the eval loop (cframe, on the C stack that runs it; its
  * use_tracing byte is recomputed on restore, so a trace or profile function
@@ -149,6 +153,103 @@ static inline void state_restore(PyThreadState *t, const struct pystate *s, int 
     t->context_ver++;
     t->trash_delete_nesting = s->trash_delete_nesting;
 }
+
+/* The state a new body starts with: its own bottom C frame (whose chain
+ * ends at the thread's root cframe, not in the resumer's stack), no frame,
+ * its data stack from the root chunk, no exception being handled, its
+ * context (owned), and `depth` levels deep. */
+static void state_fresh(PyThreadState *t, struct pystate *s, _PyCFrame *cframe, _PyStackChunk *root,
+                        PyObject *context, int depth)
+{
+    cframe->use_tracing = 0;
+    cframe->current_frame = NULL;
+    cframe->previous = &t->root_cframe;
+    memset(s, 0, sizeof *s);
+    s->cframe = cframe;
+    s->depth = depth;
+    s->chunk = root;
+    s->top = &root->data[1];
+    s->limit = (PyObject **)((char *)root + root->size);
+    s->exc_info = &t->exc_state;
+    s->context = context;
+}
+
+/* After a body's last frame: what is left of its state goes, and the thread
+ * state points at nothing of its stack. The resumer installs its own state
+ * on arrival; until then nothing runs Python (the GIL is held). Returns the
+ * root chunk. */
+static _PyStackChunk *state_finish(PyThreadState *t, _PyStackChunk *root)
+{
+    Py_CLEAR(t->context);
+    Py_CLEAR(t->exc_state.exc_value);
+    /* Only the root chunk is left: CPython frees a deeper one when its last
+     * frame goes; anything else is freed as CPython allocates it. */
+    _PyStackChunk *c = t->datastack_chunk;
+    while (c && c != root) {
+        _PyStackChunk *prev = c->previous;
+        PyObjectArenaAllocator a;
+        PyObject_GetArenaAllocator(&a);
+        a.free(a.ctx, c, c->size);
+        c = prev;
+    }
+    t->datastack_chunk = NULL;
+    t->datastack_top = NULL;
+    t->datastack_limit = NULL;
+    t->cframe = &t->root_cframe;
+    return root;
+}
+
+/* A new reference to the frame object of the frame a suspended context
+ * stopped in, or NULL. PyThreadState_GetFrame makes the frame object of the
+ * thread's current frame, so the suspended one is made current for that
+ * call; the collector stays off so that no finaliser runs meanwhile. */
+static PyObject *state_frame_object(const struct pystate *s)
+{
+    if (!s->current_frame)
+        return NULL;
+    PyThreadState *t = PyThreadState_Get();
+    struct _PyInterpreterFrame *keep = t->cframe->current_frame;
+    int gc = PyGC_Disable();
+    t->cframe->current_frame = s->current_frame;
+    PyFrameObject *f = PyThreadState_GetFrame(t);
+    t->cframe->current_frame = keep;
+    if (gc)
+        PyGC_Enable();
+    return (PyObject *)f;
+}
+#else
+/* Other versions: no Python body can exist (spawn refuses), so the switches
+ * of C bodies need nothing saved. */
+struct pystate {
+    int unused;
+};
+typedef struct {
+    int unused;
+} yfpy_cframe;
+typedef struct yfpy_chunk {
+    struct yfpy_chunk *previous;
+    size_t size, top;
+    PyObject *data[1];
+} yfpy_chunk;
+static inline void state_save(PyThreadState *t, struct pystate *s)
+{
+}
+static inline void state_restore(PyThreadState *t, const struct pystate *s, int limit)
+{
+}
+static void state_fresh(PyThreadState *t, struct pystate *s, yfpy_cframe *cframe, yfpy_chunk *root,
+                        PyObject *context, int depth)
+{
+    Py_FatalError("yfcore: a Python body on an unsupported CPython");
+}
+static yfpy_chunk *state_finish(PyThreadState *t, yfpy_chunk *root)
+{
+    return root;
+}
+static PyObject *state_frame_object(const struct pystate *s)
+{
+    return NULL;
+}
 #endif
 
 /* ---- data-stack chunks ---------------------------------------------------- */
@@ -160,14 +261,14 @@ static inline void state_restore(PyThreadState *t, const struct pystate *s, int 
  * touched with the GIL held. */
 #define CHUNK_SIZE (16 * 1024)
 #define CHUNK_POOL 64
-static _PyStackChunk *chunk_pool[CHUNK_POOL];
+static yfpy_chunk *chunk_pool[CHUNK_POOL];
 static int chunk_npool;
 
-static _PyStackChunk *chunk_get(void)
+static yfpy_chunk *chunk_get(void)
 {
     if (chunk_npool)
         return chunk_pool[--chunk_npool];
-    _PyStackChunk *c = PyMem_RawMalloc(CHUNK_SIZE);
+    yfpy_chunk *c = PyMem_RawMalloc(CHUNK_SIZE);
     if (!c)
         return NULL;
     c->previous = NULL;
@@ -176,7 +277,7 @@ static _PyStackChunk *chunk_get(void)
     return c;
 }
 
-static void chunk_put(_PyStackChunk *c)
+static void chunk_put(yfpy_chunk *c)
 {
     if (chunk_npool < CHUNK_POOL) {
         c->previous = NULL;
@@ -204,12 +305,10 @@ typedef struct body {
     int state;                  /* B_* */
     int failed;
     int kill;                   /* unwinding: raise CoroutineExit at each resume */
-    int in_loop;                /* waiting on the loop (sleep or fd), which will wake it */
+    char in_loop;               /* waiting on the loop (sleep or fd), which will wake it */
     int limit_cap;              /* recursion levels its stack holds */
     uint64_t switches;          /* times it was switched in */
-#if YFPY_SUPPORTED
     struct pystate *saved;      /* its state while suspended (on its own stack) */
-#endif
     PyObject *weakrefs;
     struct body *next, *prev;   /* live bodies (spawned, not done), all schedulers */
 } Body;
@@ -273,11 +372,54 @@ static void set_errno_error(const char *what)
         PyErr_Format(PyExc_OSError, "%s: %s (errno %d)", what, strerror(e), e);
 }
 
-#if YFPY_SUPPORTED
-/* Switch out of the running context into co (resume), or out of the running
- * body back to its resumer (yield/block), saving this context's state on
- * this stack and installing it again when control comes back here. */
-static int switch_resume(yf_co *co)
+/* The object references of a body: what it runs with first (dropped when
+ * it ends), then what outlives its end. */
+static const size_t body_refs[] = {
+    offsetof(Body, fn), offsetof(Body, args), offsetof(Body, kwargs), offsetof(Body, context),
+    offsetof(Body, wake_value), offsetof(Body, result), offsetof(Body, owner),
+};
+#define BODY_REFS_RUN 5
+#define BODY_REFS_ALL (sizeof body_refs / sizeof body_refs[0])
+
+static inline PyObject **body_ref(Body *b, size_t i)
+{
+    return (PyObject **)((char *)b + body_refs[i]);
+}
+
+static void body_clear_refs(Body *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        Py_CLEAR(*body_ref(b, i));
+}
+
+/* A body's end: its outcome is kept, the coroutine's reference goes. */
+static void body_end(Body *b, PyObject *result, int failed)
+{
+    b->result = result;
+    b->failed = failed;
+    b->state = B_DONE;
+    b->co = NULL;
+    live_del(b);
+    body_clear_refs(b, BODY_REFS_RUN);
+    Py_DECREF(b);
+}
+
+/* The one switch of this module: every context that switches (the root
+ * resuming a coroutine or running the ready queue or the loop, a body
+ * resuming another, yielding, blocking or waiting on the loop) saves its
+ * interpreter state here, on its own stack, makes the runtime call, and
+ * installs its state again when control comes back to it. */
+enum { SW_RESUME, SW_RUN, SW_LOOP_RUN, SW_YIELD, SW_BLOCK, SW_SLEEP, SW_WAIT_FD };
+
+struct sw {
+    int op;
+    void *target;               /* the coroutine, scheduler or loop */
+    int fd;
+    unsigned events;
+    int64_t ms;
+};
+
+static int64_t do_switch(const struct sw *a)
 {
     PyThreadState *t = PyThreadState_Get();
     Body *me = cur_body;
@@ -286,41 +428,30 @@ static int switch_resume(yf_co *co)
     if (me) {
         me->saved = &mine;
         me->state = B_SUSPENDED;
+        me->in_loop = a->op == SW_SLEEP || a->op == SW_WAIT_FD;
     }
-    int rc = rt.co_resume(co);
+    int64_t r = 0;
+    switch (a->op) {
+    case SW_RESUME: r = rt.co_resume(a->target); break;
+    case SW_RUN: r = rt.sched_run(a->target); break;
+    case SW_LOOP_RUN: r = rt.loop_run(a->target); break;
+    case SW_YIELD: r = rt.co_yield(); break;
+    case SW_BLOCK: r = rt.co_block(); break;
+    case SW_SLEEP: r = rt.sleep_ms(a->ms); break;
+    case SW_WAIT_FD: r = rt.wait_fd(a->fd, a->events, a->ms); break;
+    }
     int e = errno;
     if (me) {
         me->saved = NULL;
         me->state = B_RUNNING;
+        me->in_loop = 0;
         me->switches++;
     }
     cur_body = me;
-    /* The root keeps the interpreter's limit as it is now (another context
-     * may have changed it); a body its capped one. */
+    /* The interpreter's limit as it is now: another context may have set it. */
     state_restore(t, &mine, Py_GetRecursionLimit());
     errno = e;
-    return rc;
-}
-
-/* What a suspended body's switch-out did (yield or block). */
-static intptr_t switch_out(Body *me, int block)
-{
-    PyThreadState *t = PyThreadState_Get();
-    struct pystate mine;
-    intptr_t v = 0;
-    state_save(t, &mine);
-    me->saved = &mine;
-    me->state = B_SUSPENDED;
-    if (block)
-        v = rt.co_block();
-    else
-        rt.co_yield();
-    me->saved = NULL;
-    me->state = B_RUNNING;
-    me->switches++;
-    cur_body = me;
-    state_restore(t, &mine, Py_GetRecursionLimit());
-    return v;
+    return r;
 }
 
 /* First function of every Python body, on its own stack, with the GIL held
@@ -333,99 +464,48 @@ static intptr_t trampoline(void *arg)
         Py_FatalError("yfcore: a Python body was resumed without the GIL (through the cffi module); "
                       "schedulers with Python bodies resume only through yfcore._yfpy");
     PyThreadState *t = PyThreadState_Get();
-    _PyStackChunk *root = chunk_get();
+    yfpy_chunk *root = chunk_get();
     if (!root) {
-        /* Nothing of the body has run; it ends with MemoryError. */
-        b->result = PyObject_CallFunction(PyExc_MemoryError, "s", "no data stack for a Python body");
-        b->failed = 1;
-        b->state = B_DONE;
-        b->co = NULL;
-        live_del(b);
-        Py_DECREF(b);
+        body_end(b, PyObject_CallFunction(PyExc_MemoryError, "s", "no data stack for a Python body"), 1);
+        PyErr_Clear();
         return 1;
     }
-    /* The body's own bottom C frame: its chain ends at the thread's root
-     * cframe, not in the resumer's stack. */
-    _PyCFrame cframe;
-    cframe.use_tracing = 0;
-    cframe.current_frame = NULL;
-    cframe.previous = &t->root_cframe;
-    struct pystate fresh = {
-        .cframe = &cframe,
-        .current_frame = NULL,
-        /* The cap on its recursion is a starting depth: 3.11 raises a
-         * thread's lowered recursion_limit back to the interpreter's at the
-         * first check (_Py_CheckRecursiveCall), so a lower limit would not
-         * hold, while a depth does. */
-        .depth = Py_GetRecursionLimit() > b->limit_cap ? Py_GetRecursionLimit() - b->limit_cap : 0,
-        .tracing = 0,
-        .chunk = root,
-        .top = &root->data[1],
-        .limit = (PyObject **)((char *)root + root->size),
-        .exc_info = &t->exc_state,
-        .exc_state = {NULL, NULL},
-        .context = b->context,
-        .trash_delete_nesting = 0,
-    };
+    /* The cap on its recursion is a starting depth: 3.11 raises a thread's
+     * lowered recursion_limit back to the interpreter's at the first check
+     * (_Py_CheckRecursiveCall), so a lower limit would not hold; a depth does. */
+    int lim = Py_GetRecursionLimit();
+    yfpy_cframe cframe;
+    struct pystate fresh;
+    state_fresh(t, &fresh, &cframe, root, b->context, lim > b->limit_cap ? lim - b->limit_cap : 0);
     b->context = NULL;
     b->state = B_RUNNING;
     b->switches++;
     cur_body = b;
-    state_restore(t, &fresh, Py_GetRecursionLimit());
+    state_restore(t, &fresh, lim);
 
-    PyObject *r = NULL;
+    PyObject *r = NULL, *value = NULL;
     if (b->kill)
         PyErr_SetString(CoroutineExit, "unwound before it started");
     else
-        r = PyObject_Call(b->fn, b->args, b->kwargs ? b->kwargs : NULL);
-    if (r) {
-        b->result = r;
-    } else {
-        PyObject *type, *value, *tb;
+        r = PyObject_Call(b->fn, b->args, b->kwargs);
+    if (!r) {
+        PyObject *type, *tb;
         PyErr_Fetch(&type, &value, &tb);
         PyErr_NormalizeException(&type, &value, &tb);
         if (tb && value)
             PyException_SetTraceback(value, tb);
         Py_XDECREF(type);
         Py_XDECREF(tb);
-        b->result = value;
-        b->failed = 1;
     }
     /* What it held goes while its state is still installed: a finaliser
      * run by these decrefs runs as part of the body. */
-    Py_CLEAR(b->fn);
-    Py_CLEAR(b->args);
-    Py_CLEAR(b->kwargs);
-    Py_CLEAR(b->wake_value);
-    if (PyErr_Occurred())
-        PyErr_WriteUnraisable((PyObject *)b);
-    b->state = B_DONE;
-    b->co = NULL;
-    live_del(b);
     cur_body = NULL;
-    /* The coroutine's reference: the record may go now. */
-    Py_DECREF(b);
-    Py_CLEAR(t->context);
-    Py_CLEAR(t->exc_state.exc_value);
-    /* Every frame is popped: only the root chunk is left (a deeper one is
-     * freed by CPython when its last frame goes). The resumer installs its
-     * own state on arrival; until then nothing runs Python (GIL held). */
-    _PyStackChunk *c = t->datastack_chunk;
-    while (c && c != root) {
-        _PyStackChunk *prev = c->previous;
-        PyObjectArenaAllocator a;
-        PyObject_GetArenaAllocator(&a);
-        a.free(a.ctx, c, c->size);
-        c = prev;
-    }
-    chunk_put(root);
-    t->datastack_chunk = NULL;
-    t->datastack_top = NULL;
-    t->datastack_limit = NULL;
-    t->cframe = &t->root_cframe;
+    body_end(b, r ? r : value, r == NULL);
+    if (PyErr_Occurred())
+        PyErr_WriteUnraisable(NULL);
+    chunk_put(state_finish(t, root));
     return 0;
 }
-#endif
 
 /* ---- module functions ------------------------------------------------------ */
 
@@ -475,14 +555,14 @@ static PyObject *py_spawn(PyObject *m, PyObject *const *a, Py_ssize_t n)
         PyErr_SetString(PyExc_TypeError, "spawn(sched, owner, fn, args, kwargs)");
         return NULL;
     }
-#if !YFPY_SUPPORTED
-    PyErr_Format(PyExc_RuntimeError,
-                 "Python bodies need CPython 3.11 (their switches save and restore its per-thread "
-                 "interpreter state, whose layout changes between versions); this is %s. "
-                 "C bodies (a str naming a built-in body) work on every version",
-                 Py_GetVersion());
-    return NULL;
-#else
+    if (!YFPY_SUPPORTED) {
+        PyErr_Format(PyExc_RuntimeError,
+                     "Python bodies need CPython 3.11 (their switches save and restore its per-thread "
+                     "interpreter state, whose layout changes between versions); this is %s. "
+                     "C bodies (a str naming a built-in body) work on every version",
+                     Py_GetVersion());
+        return NULL;
+    }
     if (check_bound())
         return NULL;
     yf_sched *s = addr_arg(a[0], "sched");
@@ -508,25 +588,15 @@ static PyObject *py_spawn(PyObject *m, PyObject *const *a, Py_ssize_t n)
     Body *b = PyObject_GC_New(Body, &BodyType);
     if (!b)
         return NULL;
-    b->co = NULL;
+    memset((char *)b + sizeof(PyObject), 0, sizeof *b - sizeof(PyObject));
     b->sched = s;
-    b->id = 0;
     b->fn = Py_NewRef(a[2]);
     b->args = Py_NewRef(a[3]);
     b->kwargs = a[4] == Py_None ? NULL : Py_NewRef(a[4]);
-    b->context = PyContext_CopyCurrent();
-    b->result = NULL;
-    b->wake_value = NULL;
     b->owner = Py_NewRef(a[1]);
     b->state = B_NEW;
-    b->failed = 0;
-    b->kill = 0;
-    b->in_loop = 0;
     b->limit_cap = (int)levels;
-    b->switches = 0;
-    b->saved = NULL;
-    b->weakrefs = NULL;
-    b->next = b->prev = NULL;
+    b->context = PyContext_CopyCurrent();
     PyObject_GC_Track(b);
     if (!b->context) {
         Py_DECREF(b);
@@ -548,7 +618,6 @@ static PyObject *py_spawn(PyObject *m, PyObject *const *a, Py_ssize_t n)
     live_add(b);
     Py_INCREF(b);               /* the coroutine's reference, until it ends */
     return (PyObject *)b;
-#endif
 }
 
 static Body *running_body(const char *what)
@@ -561,41 +630,76 @@ static Body *running_body(const char *what)
     return cur_body;
 }
 
-static PyObject *py_yield(PyObject *m, PyObject *unused)
+/* A body's switch out and back (yield, block, loop waits): NULL with
+ * CoroutineExit set when it is being unwound, else the runtime's result in
+ * *r (-1 with errno set: an OSError, or RuntimeError for EPERM: no loop). */
+static int body_switch(const char *what, struct sw *a, int64_t *r)
 {
-#if YFPY_SUPPORTED
-    Body *b = running_body("yield_");
+    Body *b = running_body(what);
     if (!b)
-        return NULL;
-    switch_out(b, 0);
+        return -1;
+    *r = do_switch(a);
     if (b->kill) {
         PyErr_SetString(CoroutineExit, "unwound: its scheduler is closing or its last handle was dropped");
-        return NULL;
+        return -1;
     }
+    if (*r < 0 && (a->op == SW_SLEEP || a->op == SW_WAIT_FD)) {
+        if (errno == EPERM)
+            PyErr_Format(PyExc_RuntimeError, "yfcore.%s() needs a body run by a Loop (Loop.run())", what);
+        else
+            PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *py_yield(PyObject *m, PyObject *unused)
+{
+    struct sw a = {.op = SW_YIELD};
+    int64_t r;
+    if (body_switch("yield_", &a, &r))
+        return NULL;
     Py_RETURN_NONE;
-#else
-    return (PyObject *)running_body("yield_");
-#endif
 }
 
 static PyObject *py_block(PyObject *m, PyObject *unused)
 {
-#if YFPY_SUPPORTED
-    Body *b = running_body("block");
-    if (!b)
-        return NULL;
-    switch_out(b, 1);
-    PyObject *v = b->wake_value;
-    b->wake_value = NULL;
-    if (b->kill) {
+    struct sw a = {.op = SW_BLOCK};
+    int64_t r;
+    int rc = body_switch("block", &a, &r);
+    if (rc && !cur_body)
+        return NULL;            /* not in a body: nothing was switched */
+    PyObject *v = cur_body->wake_value;
+    cur_body->wake_value = NULL;
+    if (rc) {
         Py_XDECREF(v);
-        PyErr_SetString(CoroutineExit, "unwound: its scheduler is closing or its last handle was dropped");
         return NULL;
     }
     return v ? v : Py_NewRef(Py_None);
-#else
-    return (PyObject *)running_body("block");
-#endif
+}
+
+static PyObject *py_sleep(PyObject *m, PyObject *arg)
+{
+    struct sw a = {.op = SW_SLEEP, .ms = PyLong_AsLongLong(arg)};
+    int64_t r;
+    if ((a.ms == -1 && PyErr_Occurred()) || body_switch("sleep", &a, &r))
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+/* wait_fd(fd, events, timeout_ms) -> ready events (0 on timeout). */
+static PyObject *py_wait_fd(PyObject *m, PyObject *const *args, Py_ssize_t n)
+{
+    if (n != 3) {
+        PyErr_SetString(PyExc_TypeError, "wait_fd(fd, events, timeout_ms)");
+        return NULL;
+    }
+    struct sw a = {.op = SW_WAIT_FD, .fd = (int)PyLong_AsLong(args[0]),
+                   .events = (unsigned)PyLong_AsLong(args[1]), .ms = PyLong_AsLongLong(args[2])};
+    int64_t r;
+    if (PyErr_Occurred() || body_switch("wait_fd", &a, &r))
+        return NULL;
+    return PyLong_FromLongLong(r);
 }
 
 /* current() -> the running Body, or None in the root context or a C body. */
@@ -606,178 +710,45 @@ static PyObject *py_current(PyObject *m, PyObject *unused)
     Py_RETURN_NONE;
 }
 
-/* resume(co_address): resume any coroutine (C or Python body) with the GIL held. */
-static PyObject *py_resume(PyObject *m, PyObject *arg)
+/* The root's calls: resume(co), run(sched), loop_run(loop), by address, with
+ * the GIL held throughout. resume may also be called from a body (a nested
+ * resume); run and loop_run only from the root context. */
+static PyObject *root_call(PyObject *arg, int op, const char *what)
 {
-#if YFPY_SUPPORTED
     if (check_bound())
         return NULL;
-    yf_co *co = addr_arg(arg, "co");
-    if (!co)
+    struct sw a = {.op = op, .target = addr_arg(arg, what)};
+    if (!a.target)
         return NULL;
-    if (switch_resume(co) != 0)
-        return set_errno_error("yf_co_resume"), NULL;
-    Py_RETURN_NONE;
-#else
-    PyErr_SetString(PyExc_RuntimeError, "Python bodies need CPython 3.11");
-    return NULL;
-#endif
+    if (op != SW_RESUME && (cur_body || rt.co_current())) {
+        PyErr_Format(PyExc_RuntimeError, "%s.run() from inside a coroutine: it is already running "
+                     "(yield_() to let the others run)", op == SW_RUN ? "Scheduler" : "Loop");
+        return NULL;
+    }
+    int64_t r = do_switch(&a);
+    if (r < 0 && op == SW_LOOP_RUN)
+        return PyLong_FromLongLong(-(int64_t)errno);    /* the wrapper retries EINTR */
+    if (r < 0)
+        return set_errno_error(op == SW_RUN ? "yf_sched_run" : "yf_co_resume"), NULL;
+    return op == SW_RESUME ? Py_NewRef(Py_None) : PyLong_FromLongLong(r);
 }
 
-#if YFPY_SUPPORTED
-/* The root context while a scheduler runs its ready queue: every body
- * switches back here and the runtime resumes the next one, so the root's
- * state is saved once for the whole run. */
-static int64_t run_sched(yf_sched *s)
+static PyObject *py_resume(PyObject *m, PyObject *arg)
 {
-    PyThreadState *t = PyThreadState_Get();
-    Body *me = cur_body;
-    struct pystate mine;
-    state_save(t, &mine);
-    int64_t n = rt.sched_run(s);
-    int e = errno;
-    cur_body = me;
-    state_restore(t, &mine, Py_GetRecursionLimit());
-    errno = e;
-    return n;
+    return root_call(arg, SW_RESUME, "co");
 }
-#endif
 
 static PyObject *py_run(PyObject *m, PyObject *arg)
 {
-#if YFPY_SUPPORTED
-    if (check_bound())
-        return NULL;
-    yf_sched *s = addr_arg(arg, "sched");
-    if (!s)
-        return NULL;
-    if (cur_body || rt.co_current()) {
-        PyErr_SetString(PyExc_RuntimeError, "Scheduler.run() from inside a coroutine: the scheduler is "
-                        "already running (yield_() to let the others run)");
-        return NULL;
-    }
-    int64_t n = run_sched(s);
-    if (n < 0)
-        return set_errno_error("yf_sched_run"), NULL;
-    return PyLong_FromLongLong(n);
-#else
-    PyErr_SetString(PyExc_RuntimeError, "Python bodies need CPython 3.11");
-    return NULL;
-#endif
+    return root_call(arg, SW_RUN, "sched");
 }
 
 /* loop_run(loop_address): yf_loop_run with the GIL held (it resumes Python
  * bodies; other threads wait while the loop sleeps in epoll). Returns the
- * resumes, or minus the runtime's errno (the wrapper retries EINTR). */
+ * resumes, or minus the runtime's errno. */
 static PyObject *py_loop_run(PyObject *m, PyObject *arg)
 {
-#if YFPY_SUPPORTED
-    if (check_bound())
-        return NULL;
-    yf_loop *lp = addr_arg(arg, "loop");
-    if (!lp)
-        return NULL;
-    if (cur_body || rt.co_current()) {
-        PyErr_SetString(PyExc_RuntimeError, "Loop.run() from inside a coroutine");
-        return NULL;
-    }
-    PyThreadState *t = PyThreadState_Get();
-    struct pystate mine;
-    state_save(t, &mine);
-    int64_t n = rt.loop_run(lp);
-    int e = errno;
-    cur_body = NULL;
-    state_restore(t, &mine, Py_GetRecursionLimit());
-    return PyLong_FromLongLong(n < 0 ? -(int64_t)e : n);
-#else
-    PyErr_SetString(PyExc_RuntimeError, "Python bodies need CPython 3.11");
-    return NULL;
-#endif
-}
-
-#if YFPY_SUPPORTED
-/* A loop wait from a body: the runtime blocks the coroutine (yf_co_block
- * inside) and the loop wakes it; the switch out is the runtime's, so the
- * state is saved around the whole call. */
-static int64_t loop_wait(Body *b, int fd, unsigned events, int64_t ms, int sleep)
-{
-    PyThreadState *t = PyThreadState_Get();
-    struct pystate mine;
-    state_save(t, &mine);
-    b->saved = &mine;
-    b->state = B_SUSPENDED;
-    b->in_loop = 1;
-    int64_t r = sleep ? rt.sleep_ms(ms) : rt.wait_fd(fd, events, ms);
-    int e = errno;
-    b->in_loop = 0;
-    b->saved = NULL;
-    b->state = B_RUNNING;
-    b->switches++;
-    cur_body = b;
-    state_restore(t, &mine, Py_GetRecursionLimit());
-    errno = e;
-    return r;
-}
-#endif
-
-static PyObject *py_sleep(PyObject *m, PyObject *arg)
-{
-#if YFPY_SUPPORTED
-    Body *b = running_body("sleep");
-    if (!b)
-        return NULL;
-    long long ms = PyLong_AsLongLong(arg);
-    if (ms == -1 && PyErr_Occurred())
-        return NULL;
-    if (loop_wait(b, -1, 0, ms, 1) != 0) {
-        if (errno == EPERM)
-            PyErr_SetString(PyExc_RuntimeError, "yfcore.sleep() needs a body run by a Loop (Loop.run())");
-        else
-            PyErr_SetFromErrno(PyExc_OSError);
-        return NULL;
-    }
-    if (b->kill) {
-        PyErr_SetString(CoroutineExit, "unwound: its scheduler is closing");
-        return NULL;
-    }
-    Py_RETURN_NONE;
-#else
-    return (PyObject *)running_body("sleep");
-#endif
-}
-
-/* wait_fd(fd, events, timeout_ms) -> ready events (0 on timeout). */
-static PyObject *py_wait_fd(PyObject *m, PyObject *const *a, Py_ssize_t n)
-{
-#if YFPY_SUPPORTED
-    Body *b = running_body("wait_fd");
-    if (!b)
-        return NULL;
-    if (n != 3) {
-        PyErr_SetString(PyExc_TypeError, "wait_fd(fd, events, timeout_ms)");
-        return NULL;
-    }
-    long fd = PyLong_AsLong(a[0]);
-    long ev = PyLong_AsLong(a[1]);
-    long long ms = PyLong_AsLongLong(a[2]);
-    if (PyErr_Occurred())
-        return NULL;
-    int64_t r = loop_wait(b, (int)fd, (unsigned)ev, ms, 0);
-    if (r < 0) {
-        if (errno == EPERM)
-            PyErr_SetString(PyExc_RuntimeError, "yfcore.wait_fd() needs a body run by a Loop (Loop.run())");
-        else
-            PyErr_SetFromErrno(PyExc_OSError);
-        return NULL;
-    }
-    if (b->kill) {
-        PyErr_SetString(CoroutineExit, "unwound: its scheduler is closing");
-        return NULL;
-    }
-    return PyLong_FromLongLong(r);
-#else
-    return (PyObject *)running_body("wait_fd");
-#endif
+    return root_call(arg, SW_LOOP_RUN, "loop");
 }
 
 /* live(sched_address) -> the bodies of that scheduler not yet done, oldest first. */
@@ -838,29 +809,9 @@ static PyObject *body_get_state(Body *b, void *c)
     return PyUnicode_FromString(state_names[b->state]);
 }
 
-static PyObject *body_get_id(Body *b, void *c)
-{
-    return PyLong_FromUnsignedLongLong(b->id);
-}
-
-static PyObject *body_get_owner(Body *b, void *c)
-{
-    return Py_NewRef(b->owner ? b->owner : Py_None);
-}
-
-static PyObject *body_get_switches(Body *b, void *c)
-{
-    return PyLong_FromUnsignedLongLong(b->switches);
-}
-
 static PyObject *body_get_recursion_limit(Body *b, void *c)
 {
     return PyLong_FromLong(body_limit(b));
-}
-
-static PyObject *body_get_in_loop(Body *b, void *c)
-{
-    return PyBool_FromLong(b->in_loop);
 }
 
 static PyObject *body_get_blocked(Body *b, void *c)
@@ -889,32 +840,23 @@ static PyObject *body_outcome(Body *b, PyObject *unused)
 /* The frame a suspended body stopped in (None unless suspended). */
 static PyObject *body_frame(Body *b, PyObject *unused)
 {
-#if YFPY_SUPPORTED
-    if (b->state != B_SUSPENDED || !b->saved || !b->saved->current_frame)
-        Py_RETURN_NONE;
-    PyThreadState *t = PyThreadState_Get();
-    struct _PyInterpreterFrame *keep = t->cframe->current_frame;
-    /* PyThreadState_GetFrame makes the frame object of the current frame;
-     * the collector stays off so that no finaliser runs while the thread's
-     * current frame is the suspended body's. */
-    int gc = PyGC_Disable();
-    t->cframe->current_frame = b->saved->current_frame;
-    PyFrameObject *f = PyThreadState_GetFrame(t);
-    t->cframe->current_frame = keep;
-    if (gc)
-        PyGC_Enable();
-    if (!f)
-        Py_RETURN_NONE;
-    return (PyObject *)f;
-#else
-    Py_RETURN_NONE;
-#endif
+    PyObject *f = b->state == B_SUSPENDED && b->saved ? state_frame_object(b->saved) : NULL;
+    return f ? f : Py_NewRef(Py_None);
+}
+
+static int resume_checked(Body *b)
+{
+    struct sw a = {.op = SW_RESUME, .target = b->co};
+    if (do_switch(&a) != 0) {
+        set_errno_error("yf_co_resume");
+        return -1;
+    }
+    return 0;
 }
 
 /* resume(): run it until it yields, blocks or ends (GIL held throughout). */
 static PyObject *body_resume(Body *b, PyObject *unused)
 {
-#if YFPY_SUPPORTED
     int st = b->co ? rt.co_state(b->co) : YF_DONE;
     if (st != YF_NEW && st != YF_READY) {
         static const char *names[] = {"new", "ready", "running", "blocked", "done"};
@@ -922,13 +864,9 @@ static PyObject *body_resume(Body *b, PyObject *unused)
                      names[st]);
         return NULL;
     }
-    if (switch_resume(b->co) != 0)
-        return set_errno_error("yf_co_resume"), NULL;
+    if (resume_checked(b))
+        return NULL;
     Py_RETURN_NONE;
-#else
-    PyErr_SetString(PyExc_RuntimeError, "Python bodies need CPython 3.11");
-    return NULL;
-#endif
 }
 
 /* wake(value): a blocked body (not in a loop wait) becomes ready; block() returns value. */
@@ -951,7 +889,6 @@ static PyObject *body_wake(Body *b, PyObject *value)
  * Returns True when it ended. */
 static PyObject *body_unwind(Body *b, PyObject *arg)
 {
-#if YFPY_SUPPORTED
     long tries = PyLong_AsLong(arg);
     if (tries == -1 && PyErr_Occurred())
         return NULL;
@@ -962,20 +899,10 @@ static PyObject *body_unwind(Body *b, PyObject *arg)
         return NULL;
     }
     if (b->state == B_NEW) {
-        if (rt.co_cancel(b->co, 0) == 0) {
-            b->result = PyObject_CallFunction(CoroutineExit, "s", "cancelled before it started");
-            b->failed = 1;
-            b->state = B_DONE;
-            b->co = NULL;
-            live_del(b);
-            Py_CLEAR(b->fn);
-            Py_CLEAR(b->args);
-            Py_CLEAR(b->kwargs);
-            Py_CLEAR(b->context);
-            Py_DECREF(b);       /* the coroutine's reference */
-            Py_RETURN_TRUE;
-        }
-        return set_errno_error("yf_co_cancel"), NULL;
+        if (rt.co_cancel(b->co, 0) != 0)
+            return set_errno_error("yf_co_cancel"), NULL;
+        body_end(b, PyObject_CallFunction(CoroutineExit, "s", "cancelled before it started"), 1);
+        Py_RETURN_TRUE;
     }
     b->kill = 1;
     Py_INCREF(b);
@@ -984,26 +911,20 @@ static PyObject *body_unwind(Body *b, PyObject *arg)
          * outside it: its wait record is unlinked by the waiter). */
         if (rt.co_state(b->co) == YF_BLOCKED && rt.co_wake(b->co, rt.co_token(b->co), 0) != 0)
             break;
-        if (switch_resume(b->co) != 0)
-            break;
+        if (resume_checked(b)) {
+            Py_DECREF(b);
+            return NULL;
+        }
     }
     int done = b->state == B_DONE;
     Py_DECREF(b);
     return PyBool_FromLong(done);
-#else
-    Py_RETURN_TRUE;
-#endif
 }
 
 static int body_traverse(Body *b, visitproc visit, void *arg)
 {
-    Py_VISIT(b->fn);
-    Py_VISIT(b->args);
-    Py_VISIT(b->kwargs);
-    Py_VISIT(b->context);
-    Py_VISIT(b->result);
-    Py_VISIT(b->wake_value);
-    Py_VISIT(b->owner);
+    for (size_t i = 0; i < BODY_REFS_ALL; i++)
+        Py_VISIT(*body_ref(b, i));
     return 0;
 }
 
@@ -1013,13 +934,7 @@ static int body_clear(Body *b)
      * clear a body that is done or never was. */
     if (b->state != B_DONE && b->co)
         return 0;
-    Py_CLEAR(b->fn);
-    Py_CLEAR(b->args);
-    Py_CLEAR(b->kwargs);
-    Py_CLEAR(b->context);
-    Py_CLEAR(b->result);
-    Py_CLEAR(b->wake_value);
-    Py_CLEAR(b->owner);
+    body_clear_refs(b, BODY_REFS_ALL);
     return 0;
 }
 
@@ -1041,13 +956,17 @@ static PyObject *body_repr(Body *b)
 
 static PyGetSetDef body_getset[] = {
     {"state", (getter)body_get_state, NULL, "new, running, suspended or done", NULL},
-    {"id", (getter)body_get_id, NULL, "the coroutine's id", NULL},
-    {"owner", (getter)body_get_owner, NULL, "the Scheduler that spawned it", NULL},
-    {"switches", (getter)body_get_switches, NULL, "times it was switched in", NULL},
     {"recursion_limit", (getter)body_get_recursion_limit, NULL, "the recursion limit it runs with", NULL},
-    {"in_loop", (getter)body_get_in_loop, NULL, "waiting on the loop (sleep or fd)", NULL},
     {"blocked", (getter)body_get_blocked, NULL, "suspended in block() or a loop wait", NULL},
     {"co", (getter)body_get_co, NULL, "address of the C coroutine, or None once done", NULL},
+    {NULL},
+};
+
+static PyMemberDef body_members[] = {
+    {"id", T_ULONGLONG, offsetof(Body, id), READONLY, "the coroutine's id"},
+    {"owner", T_OBJECT, offsetof(Body, owner), READONLY, "what spawn was given as its owner"},
+    {"switches", T_ULONGLONG, offsetof(Body, switches), READONLY, "times it was switched in"},
+    {"in_loop", T_BOOL, offsetof(Body, in_loop), READONLY, "waiting on the loop (sleep or fd)"},
     {NULL},
 };
 
@@ -1072,6 +991,7 @@ static PyTypeObject BodyType = {
     .tp_repr = (reprfunc)body_repr,
     .tp_weaklistoffset = offsetof(Body, weakrefs),
     .tp_getset = body_getset,
+    .tp_members = body_members,
     .tp_methods = body_methods,
 };
 
