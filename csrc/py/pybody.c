@@ -117,19 +117,20 @@ struct pystate {
     int trash_delete_nesting;
 };
 
+/* The fields copied as they are, thread state's name and this record's:
+ * one list for both directions. */
+#define STATE_PLAIN(X)                                                                             \
+    X(cframe, cframe) X(tracing, tracing) X(datastack_chunk, chunk) X(datastack_top, top)          \
+    X(datastack_limit, limit) X(exc_info, exc_info) X(exc_state, exc_state) X(context, context)   \
+    X(trash_delete_nesting, trash_delete_nesting)
+#define SAVE_FIELD(ts, rec) s->rec = t->ts;
+#define RESTORE_FIELD(ts, rec) t->ts = s->rec;
+
 static inline void state_save(PyThreadState *t, struct pystate *s)
 {
-    s->cframe = t->cframe;
+    STATE_PLAIN(SAVE_FIELD)
     s->current_frame = t->cframe->current_frame;
     s->depth = t->recursion_limit - t->recursion_remaining;
-    s->tracing = t->tracing;
-    s->chunk = t->datastack_chunk;
-    s->top = t->datastack_top;
-    s->limit = t->datastack_limit;
-    s->exc_info = t->exc_info;
-    s->exc_state = t->exc_state;
-    s->context = t->context;
-    s->trash_delete_nesting = t->trash_delete_nesting;
 }
 
 /* limit: the interpreter's recursion limit now (a context that saved its
@@ -137,21 +138,13 @@ static inline void state_save(PyThreadState *t, struct pystate *s)
  * sys.setrecursionlimit does for threads). */
 static inline void state_restore(PyThreadState *t, const struct pystate *s, int limit)
 {
-    t->cframe = s->cframe;
+    STATE_PLAIN(RESTORE_FIELD)
     t->cframe->current_frame = s->current_frame;
     t->recursion_limit = limit;
     t->recursion_remaining = limit - s->depth;
-    t->tracing = s->tracing;
     t->cframe->use_tracing =
         (t->tracing == 0 && (t->c_tracefunc != NULL || t->c_profilefunc != NULL)) ? 255 : 0;
-    t->datastack_chunk = s->chunk;
-    t->datastack_top = s->top;
-    t->datastack_limit = s->limit;
-    t->exc_info = s->exc_info;
-    t->exc_state = s->exc_state;
-    t->context = s->context;
     t->context_ver++;
-    t->trash_delete_nesting = s->trash_delete_nesting;
 }
 
 /* The state a new body starts with: its own bottom C frame (whose chain
@@ -996,16 +989,20 @@ static PyTypeObject BodyType = {
 };
 
 static PyMethodDef methods[] = {
+    /* set-up, from yfcore.runtime */
     {"bind", py_bind, METH_O, "bind({name: address}) the runtime functions"},
     {"spawn", (PyCFunction)(void (*)(void))py_spawn, METH_FASTCALL, "spawn(sched, owner, fn, args, kwargs)"},
+    /* inside a body */
     {"yield_", py_yield, METH_NOARGS, "from a body: let the others run, come back later"},
     {"block", py_block, METH_NOARGS, "from a body: wait for wake(value); returns value"},
-    {"current", py_current, METH_NOARGS, "the running Body, or None"},
-    {"resume", py_resume, METH_O, "resume(co_address) with the GIL held"},
-    {"run", py_run, METH_O, "run(sched_address): yf_sched_run with the GIL held"},
-    {"loop_run", py_loop_run, METH_O, "loop_run(loop_address): yf_loop_run with the GIL held"},
     {"sleep", py_sleep, METH_O, "from a body on a loop: sleep ms"},
     {"wait_fd", (PyCFunction)(void (*)(void))py_wait_fd, METH_FASTCALL, "from a body on a loop: wait_fd(fd, events, ms)"},
+    {"current", py_current, METH_NOARGS, "the running Body, or None"},
+    /* the root's calls, with the GIL held */
+    {"resume", py_resume, METH_O, "resume(co_address)"},
+    {"run", py_run, METH_O, "run(sched_address): yf_sched_run"},
+    {"loop_run", py_loop_run, METH_O, "loop_run(loop_address): yf_loop_run"},
+    /* looking in */
     {"live", py_live, METH_O, "live(sched_address): its bodies not yet done"},
     {"supported", py_supported, METH_NOARGS, "True on the CPython versions Python bodies support"},
     {"pooled_chunks", py_pool, METH_NOARGS, "data-stack chunks kept for the next body"},

@@ -12,6 +12,7 @@ import concurrent.futures
 import time
 
 from .bench import interleaved, sizes as _sizes
+from .context_switch import _asyncio_round, _gen_round, _greenlet_round
 from .provenance import provenance
 from .stats import ratio as lab_ratio, summary
 
@@ -43,34 +44,62 @@ def _yf_switch(sched, n: int) -> float:
     return (time.perf_counter_ns() - t) / (2 * n)
 
 
-def _greenlet_switch(n: int) -> float:
+# greenlet (a greenlet and the main one), generators (a generator and its
+# caller) and asyncio (a task and the loop, through sleep(0)): notebook 01's
+# rounds, the same code.
+_greenlet_switch, _gen_switch, _asyncio_switch = _greenlet_round, _gen_round, _asyncio_round
+
+
+# ---- lives per second --------------------------------------------------------
+
+def _rate(m: int, one_life) -> float:
+    """Lives per second of m calls of one_life (each one whole life)."""
+    t = time.perf_counter_ns()
+    for _ in range(m):
+        one_life()
+    return m * 1e9 / (time.perf_counter_ns() - t)
+
+
+def _stackful_lives(m: int, start, suspend) -> float:
+    """Lives per second of a body that suspends three times, each life
+    started by start(body) (which returns the resume call) and resumed four
+    times from here: the same code for yfcore and greenlet."""
+    def body():
+        suspend()
+        suspend()
+        suspend()
+
+    def life():
+        resume = start(body)
+        resume()
+        resume()
+        resume()
+        resume()
+    return _rate(m, life)
+
+
+def _yf_lives(sched, m: int) -> float:
+    import yfcore
+
+    return _stackful_lives(m, lambda body: sched.spawn(body).resume, yfcore.yield_)
+
+
+def _greenlet_lives(m: int) -> float:
     import greenlet
 
-    main = greenlet.getcurrent()
+    return _stackful_lives(m, lambda body: greenlet.greenlet(body).switch, greenlet.getcurrent().switch)
 
+
+def _gen_lives(m: int) -> float:
     def body():
-        while True:
-            main.switch()
-    g = greenlet.greenlet(body)
-    g.switch()
-    t = time.perf_counter_ns()
-    for _ in range(n):
-        g.switch()
-    el = time.perf_counter_ns() - t
-    g.throw(greenlet.GreenletExit)
-    return el / (2 * n)
+        yield
+        yield
+        yield
 
-
-def _gen_switch(n: int) -> float:
-    def gen():
-        while True:
-            yield
-    g = gen()
-    next(g)
-    t = time.perf_counter_ns()
-    for _ in range(n):
-        next(g)
-    return (time.perf_counter_ns() - t) / (2 * n)
+    def life():
+        for _ in body():
+            pass
+    return _rate(m, life)
 
 
 def _in_thread(coro):
@@ -79,70 +108,8 @@ def _in_thread(coro):
         return pool.submit(asyncio.run, coro).result()
 
 
-def _asyncio_switch(n: int) -> float:
-    async def spin():
-        t = time.perf_counter_ns()
-        for _ in range(n):
-            await asyncio.sleep(0)
-        return time.perf_counter_ns() - t
-    return _in_thread(spin()) / (2 * n)
-
-
-# ---- lives per second --------------------------------------------------------
-
-def _yf_lives(sched, m: int) -> float:
-    import yfcore
-
-    y = yfcore.yield_
-
-    def life():
-        y()
-        y()
-        y()
-    spawn = sched.spawn
-    t = time.perf_counter_ns()
-    for _ in range(m):
-        co = spawn(life)
-        co.resume()
-        co.resume()
-        co.resume()
-        co.resume()
-    return m * 1e9 / (time.perf_counter_ns() - t)
-
-
-def _greenlet_lives(m: int) -> float:
-    import greenlet
-
-    main = greenlet.getcurrent()
-
-    def life():
-        main.switch()
-        main.switch()
-        main.switch()
-    t = time.perf_counter_ns()
-    for _ in range(m):
-        g = greenlet.greenlet(life)
-        g.switch()
-        g.switch()
-        g.switch()
-        g.switch()
-    return m * 1e9 / (time.perf_counter_ns() - t)
-
-
-def _gen_lives(m: int) -> float:
-    def life():
-        yield
-        yield
-        yield
-    t = time.perf_counter_ns()
-    for _ in range(m):
-        for _ in life():
-            pass
-    return m * 1e9 / (time.perf_counter_ns() - t)
-
-
 def _asyncio_lives(m: int) -> float:
-    async def life():
+    async def body():
         await asyncio.sleep(0)
         await asyncio.sleep(0)
         await asyncio.sleep(0)
@@ -151,7 +118,7 @@ def _asyncio_lives(m: int) -> float:
         loop = asyncio.get_running_loop()
         t = time.perf_counter_ns()
         for _ in range(m):
-            await loop.create_task(life())
+            await loop.create_task(body())
         return time.perf_counter_ns() - t
     return m * 1e9 / _in_thread(lives())
 
