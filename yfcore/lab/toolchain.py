@@ -53,8 +53,10 @@ def _source(name: str | os.PathLike) -> Path:
 
 
 def _fingerprint(cc: list[str], sources: list[Path], cflags, ldflags) -> str:
-    # Headers are hashed too, so an edit to yf.h rebuilds every program.
-    headers = [*_sources.headers(root()), *sorted(_csrc().glob("programs/*.h"))]
+    # Headers are hashed too, so an edit to yf.h rebuilds every program, and
+    # so are those beside the main source (tests/c/check.h, ctx_tests.h).
+    near = sorted(sources[0].parent.glob("*.h"))
+    headers = sorted({*_sources.headers(root()), *_csrc().glob("programs/*.h"), *near})
     h = hashlib.sha256()
     for part in (*cc, "\0", *cflags, "\0", *ldflags, "\0"):
         h.update(part.encode() + b"\0")
