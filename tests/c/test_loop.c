@@ -79,6 +79,28 @@ static void pair(int sv[2])
     CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) == 0);
 }
 
+/* setup() with a socketpair, and its end. */
+static void setup_pair(int sv[2])
+{
+    setup();
+    pair(sv);
+}
+
+static void teardown_pair(int sv[2])
+{
+    close(sv[0]);
+    close(sv[1]);
+    teardown();
+}
+
+/* fn(arg) alone: spawned, the loop run until nothing is left, reaped. */
+static intptr_t run_alone(yf_co_fn fn, void *arg)
+{
+    yf_co *co = spawn(fn, (intptr_t)arg);
+    yf_loop_run(L);
+    return reap(co);
+}
+
 /* ---- sleep: order, never early, no spinning --------------------------------- */
 
 static int order[8];
@@ -132,33 +154,39 @@ static void test_sleep_order(void)
 
 /* ---- fd waits ------------------------------------------------------------------ */
 
-struct waitarg {
+/* One call a coroutine makes on fd (a wait: events and timeout_ms), and
+ * what came of it: its result, the errno it left and the ns it took. */
+struct callarg {
     int fd;
     unsigned events;
     int64_t timeout_ms;
-    int rc;
+    int64_t rc;
     int err;
     int64_t ns;
 };
 
+#define TIMED(a, call)                                                                \
+    do {                                                                              \
+        int64_t t0_ = now_ns();                                                       \
+        errno = 0;                                                                    \
+        (a)->rc = (call);                                                             \
+        (a)->err = errno;                                                             \
+        (a)->ns = now_ns() - t0_;                                                     \
+    } while (0)
+
 static intptr_t waiter(void *arg)
 {
-    struct waitarg *w = arg;
-    int64_t t0 = now_ns();
-    errno = 0;
-    w->rc = yf_wait_fd(w->fd, w->events, w->timeout_ms);
-    w->err = errno;
-    w->ns = now_ns() - t0;
+    struct callarg *w = arg;
+    TIMED(w, yf_wait_fd(w->fd, w->events, w->timeout_ms));
     return 0;
 }
 
 static void test_wait_timeout_and_ready(void)
 {
-    setup();
     int sv[2];
-    pair(sv);
-    struct waitarg idle = {sv[0], YF_READ, 25, 0, 0, 0};
-    struct waitarg wr = {sv[0], YF_WRITE, 1000, 0, 0, 0};
+    setup_pair(sv);
+    struct callarg idle = {sv[0], YF_READ, 25, 0, 0, 0};
+    struct callarg wr = {sv[0], YF_WRITE, 1000, 0, 0, 0};
     yf_co *a = spawn(waiter, (intptr_t)&idle);
     yf_co *b = spawn(waiter, (intptr_t)&wr);
     CHECK(yf_loop_run(L) >= 4);
@@ -169,47 +197,51 @@ static void test_wait_timeout_and_ready(void)
     /* Data already there: ready at once, and a 0 timeout still sees it
      * (fd events are dispatched before due timers). */
     CHECK(write(sv[1], "x", 1) == 1);
-    struct waitarg rd = {sv[0], YF_READ, 0, -1, 0, 0};
-    a = spawn(waiter, (intptr_t)&rd);
-    yf_loop_run(L);
+    struct callarg rd = {sv[0], YF_READ, 0, -1, 0, 0};
+    run_alone(waiter, &rd);
     CHECK(rd.rc == YF_READ);
-    reap(a);
     /* A 0 timeout on an idle direction times out after one poll. */
     char c;
     CHECK(read(sv[0], &c, 1) == 1);
     rd.rc = -1;
-    a = spawn(waiter, (intptr_t)&rd);
-    yf_loop_run(L);
+    run_alone(waiter, &rd);
     CHECK(rd.rc == 0);
-    reap(a);
-    close(sv[0]);
-    close(sv[1]);
-    teardown();
+    teardown_pair(sv);
+}
+
+/* A coroutine writing one byte to fd after ms: asleep in the loop meanwhile
+ * (yf_sleep_ms), or holding the thread (nanosleep) so that the loop cannot
+ * poll. */
+struct late_write {
+    int fd;
+    int64_t ms;
+    int hold_thread;
+};
+
+static intptr_t write_later(void *arg)
+{
+    struct late_write *lw = arg;
+    if (lw->hold_thread) {
+        struct timespec ts = {0, lw->ms * MS};
+        nanosleep(&ts, NULL);
+    } else {
+        CHECK(yf_sleep_ms(lw->ms) == 0);
+    }
+    CHECK(write(lw->fd, "x", 1) == 1);
+    return 0;
 }
 
 /* The fd becomes ready and the timeout passes before the loop polls again:
  * both sources fire in one iteration. The fd event is dispatched first and
  * wins; the timer's wake carries a stale token and is rejected. */
-static int stale_fd;
-
-static intptr_t late_writer(void *arg)
-{
-    (void)arg;
-    struct timespec ts = {0, 30 * MS};
-    nanosleep(&ts, NULL);       /* holds the thread: the loop cannot poll */
-    CHECK(write(stale_fd, "x", 1) == 1);
-    return 0;
-}
-
 static void test_stale_wake(void)
 {
-    setup();
     int sv[2];
-    pair(sv);
-    stale_fd = sv[1];
-    struct waitarg w = {sv[0], YF_READ, 5, -1, 0, 0};
+    setup_pair(sv);
+    struct callarg w = {sv[0], YF_READ, 5, -1, 0, 0};
+    struct late_write lw = {sv[1], 30, 1};
     yf_co *a = spawn(waiter, (intptr_t)&w);
-    yf_co *b = spawn(late_writer, 0);
+    yf_co *b = spawn(write_later, (intptr_t)&lw);
     CHECK(yf_loop_run(L) == 3);
     CHECK(w.rc == YF_READ);
     yf_loop_counts c = counts();
@@ -217,48 +249,33 @@ static void test_stale_wake(void)
     CHECK(c.wakeups == 1);          /* the timer's wake was rejected */
     reap(a);
     reap(b);
-    close(sv[0]);
-    close(sv[1]);
-    teardown();
+    teardown_pair(sv);
 }
 
 /* A reader and a writer on one fd: the one-shot item fires for one
  * direction, and the loop re-arms it for the waiter left. */
-static int rearm_fd;
-
-static intptr_t delayed_write(void *arg)
-{
-    CHECK(yf_sleep_ms((intptr_t)arg) == 0);
-    CHECK(write(rearm_fd, "y", 1) == 1);
-    return 0;
-}
-
 static void test_two_directions(void)
 {
-    setup();
     int sv[2];
-    pair(sv);
-    rearm_fd = sv[1];
-    struct waitarg r = {sv[0], YF_READ, 5000, -1, 0, 0};
-    struct waitarg r2 = {sv[0], YF_READ, 5000, -1, 0, 0};
-    struct waitarg w = {sv[0], YF_WRITE, 5000, -1, 0, 0};
+    setup_pair(sv);
+    struct late_write lw = {sv[1], 20, 0};
+    struct callarg r = {sv[0], YF_READ, 5000, -1, 0, 0};
+    struct callarg r2 = {sv[0], YF_READ, 5000, -1, 0, 0};
+    struct callarg w = {sv[0], YF_WRITE, 5000, -1, 0, 0};
     yf_co *a = spawn(waiter, (intptr_t)&r);
     yf_co *dup = spawn(waiter, (intptr_t)&r2);
     yf_co *b = spawn(waiter, (intptr_t)&w);
-    yf_co *c = spawn(delayed_write, 20);
+    yf_co *c = spawn(write_later, (intptr_t)&lw);
     CHECK(yf_loop_run(L) > 0);
     CHECK(r2.rc == -1 && r2.err == EEXIST);
     CHECK(w.rc == YF_WRITE && w.ns < 1000 * MS);
     CHECK(r.rc == YF_READ && r.ns >= 20 * MS && r.ns < 4000 * MS);
     /* Both directions at once, one record in both slots. */
-    struct waitarg both = {sv[0], YF_READ | YF_WRITE, 5000, -1, 0, 0};
-    yf_co *d = spawn(waiter, (intptr_t)&both);
-    yf_loop_run(L);
+    struct callarg both = {sv[0], YF_READ | YF_WRITE, 5000, -1, 0, 0};
+    reap(a), reap(dup), reap(b), reap(c);
+    run_alone(waiter, &both);
     CHECK(both.rc == (YF_READ | YF_WRITE));
-    reap(a), reap(dup), reap(b), reap(c), reap(d);
-    close(sv[0]);
-    close(sv[1]);
-    teardown();
+    teardown_pair(sv);
 }
 
 /* ---- errors --------------------------------------------------------------------- */
@@ -392,16 +409,9 @@ static void test_eintr(void)
 #define BIG (3 << 20)
 static unsigned char *big_out, *big_in;
 
-struct ioarg {
-    int fd;
-    int64_t rc;
-    int err;
-    int64_t ns;
-};
-
 static intptr_t big_sender(void *arg)
 {
-    struct ioarg *a = arg;
+    struct callarg *a = arg;
     /* Uneven pieces, more than one window of iovecs, and empty ones. */
     yf_iovec iov[200];
     size_t off = 0;
@@ -415,28 +425,22 @@ static intptr_t big_sender(void *arg)
     iov[cnt].base = big_out + off;
     iov[cnt].len = BIG - off;
     cnt++;
-    a->rc = yf_writevn(a->fd, iov, cnt, 10000);
-    a->err = errno;
+    TIMED(a, yf_writevn(a->fd, iov, cnt, 10000));
     return 0;
 }
 
 static intptr_t big_receiver(void *arg)
 {
-    struct ioarg *a = arg;
-    a->rc = yf_recvn(a->fd, big_in, BIG, 10000);
-    a->err = errno;
+    struct callarg *a = arg;
+    TIMED(a, yf_recvn(a->fd, big_in, BIG, 10000));
     return 0;
 }
 
 static intptr_t timed_recv(void *arg)
 {
-    struct ioarg *a = arg;
+    struct callarg *a = arg;
     char buf[16];
-    int64_t t0 = now_ns();
-    errno = 0;
-    a->rc = yf_recvn(a->fd, buf, sizeof buf, 30);
-    a->err = errno;
-    a->ns = now_ns() - t0;
+    TIMED(a, yf_recvn(a->fd, buf, sizeof buf, 30));
     return 0;
 }
 
@@ -450,7 +454,7 @@ static void test_io(void)
         big_out[i] = (unsigned char)(i * 2654435761u >> 13);
     int sv[2];
     pair(sv);
-    struct ioarg s = {sv[0], 0, 0, 0}, r = {sv[1], 0, 0, 0};
+    struct callarg s = {.fd = sv[0]}, r = {.fd = sv[1]};
     yf_co *a = spawn(big_sender, (intptr_t)&s);
     yf_co *b = spawn(big_receiver, (intptr_t)&r);
     CHECK(yf_loop_run(L) > 2);
@@ -460,27 +464,21 @@ static void test_io(void)
     reap(a), reap(b);
     /* Timeout for the whole call, with some bytes arriving meanwhile. */
     CHECK(write(sv[0], "abc", 3) == 3);
-    struct ioarg t = {sv[1], 0, 0, 0};
-    a = spawn(timed_recv, (intptr_t)&t);
-    yf_loop_run(L);
+    struct callarg t = {.fd = sv[1]};
+    run_alone(timed_recv, &t);
     CHECK(t.rc == -1 && t.err == ETIMEDOUT && t.ns >= 30 * MS);
-    reap(a);
     /* EOF before n. */
     CHECK(write(sv[0], "abc", 3) == 3);
     close(sv[0]);
-    a = spawn(timed_recv, (intptr_t)&t);
-    yf_loop_run(L);
+    run_alone(timed_recv, &t);
     CHECK(t.rc == -1 && t.err == ECONNRESET);
-    reap(a);
     close(sv[1]);
     /* A send to a closed peer is EPIPE, never a SIGPIPE. */
     pair(sv);
     close(sv[1]);
     s.fd = sv[0];
-    a = spawn(big_sender, (intptr_t)&s);
-    yf_loop_run(L);
+    run_alone(big_sender, &s);
     CHECK(s.rc == -1 && s.err == EPIPE);
-    reap(a);
     close(sv[0]);
     free(big_out);
     free(big_in);
@@ -542,34 +540,30 @@ static void test_echo_many(void)
 /* A kernel without epoll_pwait2 (before 5.11), made with a seccomp filter in
  * a child: the loop falls back to epoll_wait's whole milliseconds, rounded
  * up, and timers still never fire early. */
+static void without_epoll_pwait2(void)
+{
+    struct sock_filter f[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_epoll_pwait2, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog prog = {.len = sizeof f / sizeof f[0], .filter = f};
+    CHECK(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0);
+    CHECK(prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) == 0);
+    CHECK(syscall(__NR_epoll_pwait2, -1, NULL, 0, NULL, NULL, 0) == -1 && errno == ENOSYS);
+    test_sleep_order();
+    test_wait_timeout_and_ready();
+    test_stop();
+}
+
 static void test_without_epoll_pwait2(void)
 {
-    if (getenv("YF_TEST_QEMU_USER")) {
-        printf("SKIPPED: test_without_epoll_pwait2: qemu-user refuses PR_SET_SECCOMP (EINVAL): a filter "
-               "would bind the emulator's own host system calls, not the guest's\n");
+    if (skipped_under_qemu("test_without_epoll_pwait2",
+                           "qemu-user refuses PR_SET_SECCOMP (EINVAL): a filter would bind the emulator's "
+                           "own host system calls, not the guest's"))
         return;
-    }
-    pid_t pid = fork();
-    CHECK(pid >= 0);
-    if (pid == 0) {
-        struct sock_filter f[] = {
-            BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
-            BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_epoll_pwait2, 0, 1),
-            BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
-            BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-        };
-        struct sock_fprog prog = {.len = sizeof f / sizeof f[0], .filter = f};
-        CHECK(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0);
-        CHECK(prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) == 0);
-        CHECK(syscall(__NR_epoll_pwait2, -1, NULL, 0, NULL, NULL, 0) == -1 && errno == ENOSYS);
-        test_sleep_order();
-        test_wait_timeout_and_ready();
-        test_stop();
-        _exit(0);
-    }
-    int st;
-    CHECK(waitpid(pid, &st, 0) == pid);
-    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    in_child(without_epoll_pwait2);
 }
 
 /* ---- a coroutine that only yields does not starve fd waiters ----------------- */
@@ -598,9 +592,8 @@ static intptr_t reader_stops_spinner(void *arg)
 
 static void test_yield_does_not_starve(void)
 {
-    setup();
     int sv[2];
-    pair(sv);
+    setup_pair(sv);
     spin_stop = 0;
     spins = 0;
     yf_co *sp = spawn(spinner, 0);
@@ -612,9 +605,7 @@ static void test_yield_does_not_starve(void)
     /* The data was there from the start: the reader runs after one poll
      * between passes, not after the spinner gives up (it never would). */
     CHECK(spins < 100);
-    close(sv[0]);
-    close(sv[1]);
-    teardown();
+    teardown_pair(sv);
 }
 
 /* ---- closing an fd a coroutine waits on ---------------------------------------- */
@@ -629,7 +620,7 @@ static intptr_t closer(void *arg)
 }
 
 static int reuse_fd, reuse_src;
-static struct waitarg *reuse_wait;
+static struct callarg *reuse_wait;
 
 /* Closes reuse_fd, makes the number name another socket, waits on it. */
 static intptr_t reuser(void *arg)
@@ -655,11 +646,10 @@ static intptr_t dropper(void *arg)
  * coroutine waits on), or at once through yf_loop_drop_fd. */
 static void test_closed_fd_wakes_waiter(void)
 {
-    setup();
     int sv[2];
-    pair(sv);
+    setup_pair(sv);
     close_fd = sv[0];
-    struct waitarg a = {.fd = sv[0], .events = YF_READ, .timeout_ms = -1};
+    struct callarg a = {.fd = sv[0], .events = YF_READ, .timeout_ms = -1};
     yf_co *w = spawn(waiter, (intptr_t)&a), *c = spawn(closer, 10);
     int64_t t0 = now_ns();
     CHECK(yf_loop_run(L) >= 0);
@@ -678,8 +668,8 @@ static void test_closed_fd_wakes_waiter(void)
     int fd = q[0];
     reuse_fd = fd;
     reuse_src = np[0];
-    struct waitarg b = {.fd = fd, .events = YF_READ, .timeout_ms = -1};
-    struct waitarg b2 = {.fd = fd, .events = YF_READ, .timeout_ms = 50};
+    struct callarg b = {.fd = fd, .events = YF_READ, .timeout_ms = -1};
+    struct callarg b2 = {.fd = fd, .events = YF_READ, .timeout_ms = 50};
     reuse_wait = &b2;
     w = spawn(waiter, (intptr_t)&b);
     yf_co *w2 = spawn(reuser, 0);
@@ -691,7 +681,7 @@ static void test_closed_fd_wakes_waiter(void)
     reap(w2);
 
     /* yf_loop_drop_fd: at once, both directions. */
-    struct waitarg d = {.fd = np[1], .events = YF_READ | YF_WRITE, .timeout_ms = -1};
+    struct callarg d = {.fd = np[1], .events = YF_READ | YF_WRITE, .timeout_ms = -1};
     int full = np[1];
     /* Fill the socket so that the write direction waits too. */
     char junk[4096] = {0};

@@ -288,8 +288,7 @@ static void test_layout(void)
 static uint64_t rng = 88172645463325252ull;
 static uint64_t rnd(uint64_t n)
 {
-    rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
-    return rng % n;
+    return xorshift64(&rng) % n;
 }
 
 static void test_random(void)
@@ -446,49 +445,47 @@ static void test_send_no_sigpipe(void)
  * took (and the larger ring); what the buffer held is intact. Runs in a
  * child under an address-space limit (not under ASan, whose shadow memory
  * needs terabytes of address space). */
+#if !defined(__SANITIZE_ADDRESS__)
+static void reserve_enomem_gives_back(void)
+{
+    yf_sbuf *sb = yf_sbuf_new(65536, 0);
+    CHECK(yf_sbuf_write(sb, "kept", 4) == 4);
+    yf_sbuf_stats a, b;
+    yf_sbuf_stats_get(sb, &a);
+    struct rlimit rl;
+    CHECK(getrlimit(RLIMIT_AS, &rl) == 0);
+    /* Room for some 64 KiB chunks, far from the 1 GiB asked for. */
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long pages = 0;
+    CHECK(f && fscanf(f, "%lu", &pages) == 1);
+    fclose(f);
+    rl.rlim_cur = (rlim_t)pages * (rlim_t)sysconf(_SC_PAGESIZE) + ((rlim_t)64 << 20);
+    CHECK(setrlimit(RLIMIT_AS, &rl) == 0);
+    yf_iovec iov[20000];
+    CHECK_ERR(yf_sbuf_reserve(sb, (size_t)1 << 30, iov, 20000), ENOMEM);
+    yf_sbuf_stats_get(sb, &b);
+    valid(sb);
+    CHECK(b.chunk_allocs > a.chunk_allocs);       /* it did get some chunks first */
+    CHECK(b.chunks == a.chunks && b.capacity == a.capacity && b.high_water == a.high_water);
+    CHECK(b.chunk_allocs - b.chunk_frees == a.chunk_allocs - a.chunk_frees);
+    char out[8];
+    CHECK(yf_sbuf_read(sb, out, 8) == 4 && memcmp(out, "kept", 4) == 0);
+    CHECK(yf_sbuf_write(sb, "more", 4) == 4);
+    valid(sb);
+    yf_sbuf_free(sb);
+}
+#endif
+
 static void test_reserve_enomem_gives_back(void)
 {
 #if defined(__SANITIZE_ADDRESS__)
     return;
 #else
-    if (getenv("YF_TEST_QEMU_USER")) {
-        printf("SKIPPED: test_reserve_enomem_gives_back: qemu-user accepts setrlimit(RLIMIT_AS) and applies "
-               "nothing (the limit would bind the emulator itself), so the 1 GiB reserve never runs out\n");
+    if (skipped_under_qemu("test_reserve_enomem_gives_back",
+                           "qemu-user accepts setrlimit(RLIMIT_AS) and applies nothing (the limit would bind "
+                           "the emulator itself), so the 1 GiB reserve never runs out"))
         return;
-    }
-    pid_t pid = fork();
-    CHECK(pid >= 0);
-    if (pid == 0) {
-        yf_sbuf *sb = yf_sbuf_new(65536, 0);
-        CHECK(yf_sbuf_write(sb, "kept", 4) == 4);
-        yf_sbuf_stats a, b;
-        yf_sbuf_stats_get(sb, &a);
-        struct rlimit rl;
-        CHECK(getrlimit(RLIMIT_AS, &rl) == 0);
-        /* Room for some 64 KiB chunks, far from the 1 GiB asked for. */
-        FILE *f = fopen("/proc/self/statm", "r");
-        unsigned long pages = 0;
-        CHECK(f && fscanf(f, "%lu", &pages) == 1);
-        fclose(f);
-        rl.rlim_cur = (rlim_t)pages * (rlim_t)sysconf(_SC_PAGESIZE) + ((rlim_t)64 << 20);
-        CHECK(setrlimit(RLIMIT_AS, &rl) == 0);
-        yf_iovec iov[20000];
-        CHECK_ERR(yf_sbuf_reserve(sb, (size_t)1 << 30, iov, 20000), ENOMEM);
-        yf_sbuf_stats_get(sb, &b);
-        valid(sb);
-        CHECK(b.chunk_allocs > a.chunk_allocs);       /* it did get some chunks first */
-        CHECK(b.chunks == a.chunks && b.capacity == a.capacity && b.high_water == a.high_water);
-        CHECK(b.chunk_allocs - b.chunk_frees == a.chunk_allocs - a.chunk_frees);
-        char out[8];
-        CHECK(yf_sbuf_read(sb, out, 8) == 4 && memcmp(out, "kept", 4) == 0);
-        CHECK(yf_sbuf_write(sb, "more", 4) == 4);
-        valid(sb);
-        yf_sbuf_free(sb);
-        _exit(0);
-    }
-    int st;
-    CHECK(waitpid(pid, &st, 0) == pid);
-    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    in_child(reserve_enomem_gives_back);
 #endif
 }
 
