@@ -118,6 +118,12 @@ static void run_all(int n, yf_co_fn *fns, void *arg)
     run();
 }
 
+/* The same for one coroutine. */
+static void run_one(yf_co_fn fn, void *arg)
+{
+    run_all(1, &fn, arg);
+}
+
 #define DONE() (pending--, 0)
 
 /* ---- stream echo over one address family ----------------------------------------- */
@@ -230,6 +236,14 @@ struct pair {
     int e[8];
 };
 
+/* A pair whose sv is a connected Unix stream socketpair. */
+static struct pair unix_pair(void)
+{
+    struct pair p = {0};
+    socketpair(AF_UNIX, SOCK_STREAM, 0, p.sv);
+    return p;
+}
+
 static void close_pair(int fds[2])
 {
     close(fds[0]);
@@ -244,11 +258,12 @@ static void run_two(yf_co_fn a, yf_co_fn b, struct pair *p)
 }
 
 /* A writer coroutine: naps 10 ms (the reader waits meanwhile), then writes
- * one byte. */
-static intptr_t nap_then_write(int fd, const char *byte)
+ * one byte to p->sv[1]. */
+static intptr_t nap_then_write(void *arg)
 {
+    struct pair *p = arg;
     usleep(10000);
-    write(fd, byte, 1);
+    write(p->sv[1], "x", 1);
     return DONE();
 }
 
@@ -272,10 +287,8 @@ static intptr_t rcvtimeo_body(void *arg)
 
 static void check_rcvtimeo(void)
 {
-    struct pair p = {0};
-    socketpair(AF_UNIX, SOCK_STREAM, 0, p.sv);
-    yf_co_fn fns[] = {rcvtimeo_body};
-    run_all(1, fns, &p);
+    struct pair p = unix_pair();
+    run_one(rcvtimeo_body, &p);
     report("rcvtimeo", p.r[0] == -1 && p.e[0] == EAGAIN && p.t[0] >= 30 && p.r[1] == -1 &&
            p.e[1] == EAGAIN && p.t[1] >= 30 && ticks >= 5,
            "recv %d errno %d after %lld ms, read %d errno %d after %lld ms, ticker %d",
@@ -316,16 +329,10 @@ static intptr_t nonblock_body(void *arg)
     return DONE();
 }
 
-static intptr_t late_writer(void *arg)
-{
-    return nap_then_write(((struct pair *)arg)->sv[1], "x");
-}
-
 static void check_nonblock(void)
 {
-    struct pair p = {0};
-    socketpair(AF_UNIX, SOCK_STREAM, 0, p.sv);
-    run_two(nonblock_body, late_writer, &p);
+    struct pair p = unix_pair();
+    run_two(nonblock_body, nap_then_write, &p);
     report("nonblock-wish", p.r[0] && p.r[1] && p.r[2] && p.r[3] && p.r[4] && p.r[5] && p.r[6],
            "getfl hides kernel flag %d, kernel flag set %d, O_NONBLOCK gives EAGAIN %d, "
            "cleared waits %d, FIONBIO %d, SOCK_NONBLOCK %d, new socket kernel-nonblocking %d",
@@ -347,10 +354,8 @@ static intptr_t epipe_body(void *arg)
 
 static void check_epipe(void)
 {
-    struct pair p = {0};
-    socketpair(AF_UNIX, SOCK_STREAM, 0, p.sv);
-    yf_co_fn fns[] = {epipe_body};
-    run_all(1, fns, &p);
+    struct pair p = unix_pair();
+    run_one(epipe_body, &p);
     report("epipe", p.r[0] == -1 && p.e[0] == EPIPE && p.r[1] == -1 && p.e[1] == EPIPE,
            "send %d errno %d, write %d errno %d", p.r[0], p.e[0], p.r[1], p.e[1]);
     close(p.sv[0]);
@@ -362,6 +367,14 @@ struct reset {
     socklen_t alen;
     int r, e, r2, e2;
 };
+
+/* An IPv4 loopback listener with this backlog, in x->lfd and x->addr. */
+static struct reset tcp_listener(int backlog)
+{
+    struct reset x = {0};
+    x.lfd = listener(AF_INET, &x.addr, &x.alen, NULL, backlog);
+    return x;
+}
 
 static intptr_t reset_server(void *arg)
 {
@@ -389,8 +402,7 @@ static intptr_t reset_client(void *arg)
 
 static void check_reset(void)
 {
-    struct reset x = {0};
-    x.lfd = listener(AF_INET, &x.addr, &x.alen, NULL, 16);
+    struct reset x = tcp_listener(16);
     yf_co_fn fns[] = {reset_server, reset_client};
     run_all(2, fns, &x);
     close(x.lfd);
@@ -410,11 +422,9 @@ static intptr_t refused_body(void *arg)
 
 static void check_refused(void)
 {
-    struct reset x = {0};
-    x.lfd = listener(AF_INET, &x.addr, &x.alen, NULL, 16);
+    struct reset x = tcp_listener(16);
     close(x.lfd);                            /* the port is closed now */
-    yf_co_fn fns[] = {refused_body};
-    run_all(1, fns, &x);
+    run_one(refused_body, &x);
     report("connect-refused", x.r == -1 && x.e == ECONNREFUSED, "connect %d errno %d", x.r, x.e);
 }
 
@@ -457,10 +467,8 @@ static intptr_t connect_timeout_body(void *arg)
 
 static void check_connect_timeout(void)
 {
-    struct reset x = {0};
-    x.lfd = listener(AF_INET, &x.addr, &x.alen, NULL, 0);
-    yf_co_fn fns[] = {connect_timeout_body};
-    run_all(1, fns, &x);
+    struct reset x = tcp_listener(0);
+    run_one(connect_timeout_body, &x);
     close(x.lfd);
     /* Linux says EINPROGRESS when SO_SNDTIMEO ends a blocking connect. */
     report("connect-timeout", x.e == EINPROGRESS && x.r >= 50 && x.e2 == ETIMEDOUT && x.r2 >= 40 && ticks >= 5,
@@ -490,15 +498,10 @@ static intptr_t reuse_body(void *arg)
     return DONE();
 }
 
-static intptr_t pipe_writer(void *arg)
-{
-    return nap_then_write(((struct pair *)arg)->sv[1], "y");
-}
-
 static void check_reuse(void)
 {
     struct pair p = {0};
-    run_two(reuse_body, pipe_writer, &p);
+    run_two(reuse_body, nap_then_write, &p);
     report("fd-reuse", p.r[0] && p.r[1] && p.r[2],
            "file on a closed socket's number reads %d, pipe takes it %d, pipe read waits %d",
            p.r[0], p.r[1], p.r[2]);
@@ -527,8 +530,7 @@ static intptr_t shared_writer(void *arg)
 
 static void check_shared(void)
 {
-    struct pair p = {0};
-    socketpair(AF_UNIX, SOCK_STREAM, 0, p.sv);
+    struct pair p = unix_pair();
     yf_co_fn fns[] = {shared_reader, shared_reader, shared_reader, shared_reader, shared_writer};
     run_all(5, fns, &p);
     int mask = 0;
@@ -559,8 +561,7 @@ static intptr_t file_body(void *arg)
 static void check_file(void)
 {
     struct pair p = {0};
-    yf_co_fn fns[] = {file_body};
-    run_all(1, fns, &p);
+    run_one(file_body, &p);
     report("regular-file", p.r[0] && p.r[1] && p.r[2], "write %d read back %d flags untouched %d",
            p.r[0], p.r[1], p.r[2]);
 }
@@ -615,7 +616,7 @@ static intptr_t poll_body(void *arg)
     int a[2], b[2];
     pipe(a);
     pipe(b);
-    p->sv[0] = b[1];
+    p->sv[1] = b[1];
     /* Two fds: the private-epoll path. */
     struct pollfd fds[2] = {{a[0], POLLIN, 0}, {b[0], POLLIN, 0}};
     int64_t t0 = ms_now();
@@ -643,15 +644,10 @@ static intptr_t poll_body(void *arg)
     return DONE();
 }
 
-static intptr_t poll_writer(void *arg)
-{
-    return nap_then_write(((struct pair *)arg)->sv[0], "z");
-}
-
 static void check_poll(void)
 {
     struct pair p = {0};
-    run_two(poll_body, poll_writer, &p);
+    run_two(poll_body, nap_then_write, &p);
     report("poll-select", p.r[0] && p.r[1] && p.r[2] && p.r[3] && ticks >= 5,
            "poll two fds %d, poll timeout keeps errno %d, select ready %d, select timeout %d, ticker %d",
            p.r[0], p.r[1], p.r[2], p.r[3], ticks);
@@ -673,8 +669,7 @@ static intptr_t sleep_body(void *arg)
 static void check_sleep(void)
 {
     struct pair p = {0};
-    yf_co_fn fns[] = {sleep_body};
-    run_all(1, fns, &p);
+    run_one(sleep_body, &p);
     report("sleep", p.r[0] && p.r[1] && p.t[0] >= 30 && ticks >= 5,
            "usleep+nanosleep %d (errno kept) in %lld ms, EINVAL %d, ticker %d", p.r[0],
            (long long)p.t[0], p.r[1], ticks);
@@ -719,8 +714,7 @@ static void check_dns(void)
     struct pair p = {0};
     int64_t before = hook_calls("getaddrinfo");
     int threads = count_threads();
-    yf_co_fn fns[] = {dns_body};
-    run_all(1, fns, &p);
+    run_one(dns_body, &p);
     int64_t after = hook_calls("getaddrinfo");
     report("dns-workers", p.r[0] && p.r[1] && p.r[2] && p.r[3] && after - before == 2 && p.r[4] > threads,
            "getaddrinfo %d gethostbyname %d gethostbyname_r %d unknown host fails %d; hook calls %lld; "
@@ -757,8 +751,7 @@ static intptr_t errno_noise(void *arg)
 
 static void check_errno(void)
 {
-    struct pair p = {0};
-    socketpair(AF_UNIX, SOCK_STREAM, 0, p.sv);
+    struct pair p = unix_pair();
     run_two(errno_waiter, errno_noise, &p);
     report("errno-survives-wait", p.r[0] && p.r[1],
            "timed-out recv reads errno %d (EAGAIN %d), successful waiting recv keeps the caller's errno %d",
@@ -815,8 +808,7 @@ static intptr_t make_body(void *arg)
 
 static void check_handover(void)
 {
-    yf_co_fn fns[] = {make_body};
-    run_all(1, fns, NULL);
+    run_one(make_body, NULL);
     pthread_t t;
     pthread_create(&t, NULL, thread_writer, &made_fd[1]);
     char b;
