@@ -28,6 +28,20 @@ def _pair():
     return a, b
 
 
+@pytest.fixture
+def pair():
+    a, b = _pair()
+    with a, b:
+        yield a, b
+
+
+def _waits(lp, *waits):
+    """A "wait" body per (fd, events, timeout_ms), then one run of the loop; the tasks."""
+    tasks = [lp.spawn("wait", *w) for w in waits]
+    lp.run()
+    return tasks
+
+
 def _tcp_pair(listener):
     c = socket.create_connection(listener.getsockname())
     s, _ = listener.accept()
@@ -55,34 +69,26 @@ def test_sleeps_never_end_early(lp):
     assert lp.now > 0
 
 
-def test_wait_times_out_never_early_and_sees_ready_fds(lp):
-    a, b = _pair()
-    with a, b:
-        idle = lp.spawn("wait", a, "r", 25)
-        writable = lp.spawn("wait", a, "w", 5000)
-        lp.run()
-        events, ns = idle.result()
-        assert events == 0 and ns >= 25 * MS
-        events, ns = writable.result()
-        assert events == EVENTS["w"]
-        b.send(b"x")
-        ready = lp.spawn("wait", a.fileno(), EVENTS["r"], 0)
-        both = lp.spawn("wait", b, "rw", None)
-        lp.run()
-        assert ready.result()[0] == EVENTS["r"]
-        assert both.result()[0] == EVENTS["w"]
+def test_wait_times_out_never_early_and_sees_ready_fds(lp, pair):
+    a, b = pair
+    idle, writable = _waits(lp, (a, "r", 25), (a, "w", 5000))
+    events, ns = idle.result()
+    assert events == 0 and ns >= 25 * MS
+    events, ns = writable.result()
+    assert events == EVENTS["w"]
+    b.send(b"x")
+    ready, both = _waits(lp, (a.fileno(), EVENTS["r"], 0), (b, "rw", None))
+    assert ready.result()[0] == EVENTS["r"]
+    assert both.result()[0] == EVENTS["w"]
 
 
-def test_same_fd_and_direction_twice_is_eexist(lp):
-    a, b = _pair()
-    with a, b:
-        first = lp.spawn("wait", a, "r", 20)
-        second = lp.spawn("wait", a, "r", 20)
-        lp.run()
-        assert first.result()[0] == 0
-        with pytest.raises(OSError) as e:
-            second.result()
-        assert e.value.errno == errno.EEXIST
+def test_same_fd_and_direction_twice_is_eexist(lp, pair):
+    a, _ = pair
+    first, second = _waits(lp, (a, "r", 20), (a, "r", 20))
+    assert first.result()[0] == 0
+    with pytest.raises(OSError) as e:
+        second.result()
+    assert e.value.errno == errno.EEXIST
 
 
 def test_echo_pairs_over_socketpairs_and_tcp_in_one_loop(lp):

@@ -360,6 +360,23 @@ class SchedulerMachine(RuleBasedStateMachine):
         ids = sorted(self.m) + self.reaped
         return ids[i % len(ids)]
 
+    def _pick_for(self, i, call, states=None):
+        """(id, Coroutine) of the coroutine rule argument i picks, when call(co)
+        may succeed on it: not reaped, and in one of `states` (any if None).
+        Otherwise call(co) must raise LookupError (reaped) or RuntimeError
+        (another state), and the id is None."""
+        cid = self.pick(i)
+        co = Coroutine(self.s, cid)
+        if cid in self.reaped:
+            with pytest.raises(LookupError):
+                call(co)
+            return None, co
+        if states is not None and self.m[cid].state not in states:
+            with pytest.raises(RuntimeError):
+                call(co)
+            return None, co
+        return cid, co
+
     def _step(self, cid):
         self.queue.remove(cid)
         mo = self.m[cid]
@@ -384,17 +401,10 @@ class SchedulerMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.m or self.reaped)
     @rule(i=st.integers(0, 1000))
     def resume(self, i):
-        cid = self.pick(i)
-        co = Coroutine(self.s, cid)
-        if cid in self.reaped:
-            with pytest.raises(LookupError):
-                co.resume()
-        elif self.m[cid].state in ("new", "ready"):
+        cid, co = self._pick_for(i, lambda co: co.resume(), ("new", "ready"))
+        if cid is not None:
             co.resume()
             self._step(cid)
-        else:
-            with pytest.raises(RuntimeError):
-                co.resume()
 
     @rule()
     def run(self):
@@ -413,11 +423,8 @@ class SchedulerMachine(RuleBasedStateMachine):
     @rule(i=st.integers(0, 1000), how=st.sampled_from(["right", "next", "previous", "zero"]),
           value=st.integers(-(2**63), 2**63 - 1))
     def wake(self, i, how, value):
-        cid = self.pick(i)
-        co = Coroutine(self.s, cid)
-        if cid in self.reaped:
-            with pytest.raises(LookupError):
-                co.wake(1, value)
+        cid, co = self._pick_for(i, lambda co: co.wake(1, value))
+        if cid is None:
             return
         mo = self.m[cid]
         token = {"right": mo.token, "next": mo.token + 1, "previous": mo.token - 1, "zero": 0}[how]
@@ -434,33 +441,19 @@ class SchedulerMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.m or self.reaped)
     @rule(i=st.integers(0, 1000), status=st.integers(-(2**63), 2**63 - 1))
     def cancel(self, i, status):
-        cid = self.pick(i)
-        co = Coroutine(self.s, cid)
-        if cid in self.reaped:
-            with pytest.raises(LookupError):
-                co.cancel(status)
-        elif self.m[cid].state == "new":
+        cid, co = self._pick_for(i, lambda co: co.cancel(status), ("new",))
+        if cid is not None:
             co.cancel(status)
             self.queue.remove(cid)
             self.m[cid].state, self.m[cid].status = "done", status
-        else:
-            with pytest.raises(RuntimeError):
-                co.cancel(status)
 
     @precondition(lambda self: self.m or self.reaped)
     @rule(i=st.integers(0, 1000))
     def reap(self, i):
-        cid = self.pick(i)
-        co = Coroutine(self.s, cid)
-        if cid in self.reaped:
-            with pytest.raises(LookupError):
-                co.reap()
-        elif self.m[cid].state == "done":
+        cid, co = self._pick_for(i, lambda co: co.reap(), ("done",))
+        if cid is not None:
             assert co.reap() == self.m.pop(cid).status
             self.reaped.append(cid)
-        else:
-            with pytest.raises(RuntimeError):
-                co.reap()
 
     @invariant()
     def matches_the_model(self):

@@ -1,6 +1,7 @@
 """yfcore.sbuf.SockBuf: a model-based random walk against a bytearray (with
 yf_sbuf_check after every step), bad input raising precise exceptions, the
 memoryview guards, and real sockets (socketpair and TCP loopback)."""
+import errno
 import gc
 import os
 import socket
@@ -144,47 +145,39 @@ def test_chunk_size_type(bad):
         SockBuf(bad)
 
 
-def test_bad_arguments_raise_precisely():
+# (call, exception, message pattern, errno): each refused on a buffer of
+# ten bytes under a 1000-byte limit, which it leaves as it was.
+BAD_CALLS = {
+    "write-str": (lambda sb: sb.write("text"), TypeError, "bytes-like.*str", None),
+    "write-int": (lambda sb: sb.write(5), TypeError, "bytes-like.*int", None),
+    "read-negative": (lambda sb: sb.read(-2), ValueError, "n must be between", None),
+    "read-str": (lambda sb: sb.read("3"), TypeError, "n must be an int", None),
+    "peek-past-end": (lambda sb: sb.peek(11), ValueError, "only 10 bytes follow", None),
+    "peek-negative": (lambda sb: sb.peek(-1), ValueError, "n must be between", None),
+    "seek-before-head": (lambda sb: sb.seek(-1), ValueError, "outside", None),
+    "seek-past-tail": (lambda sb: sb.seek(11), ValueError, "outside", None),
+    "seek-whence": (lambda sb: sb.seek(0, 3), ValueError, "whence", None),
+    "seek-huge": (lambda sb: sb.seek(2**64), ValueError, "offset", None),
+    "truncate-past-tail": (lambda sb: sb.truncate(11), ValueError, "size must be between", None),
+    "write-past-max": (lambda sb: sb.write(bytes(991)), OSError, "max_size 1000", errno.ENOBUFS),
+    "reserve-past-max": (lambda sb: sb.reserve(2**40), OSError, "max_size", None),
+    "reserve-huge": (lambda sb: sb.reserve(2**63), ValueError, "n must be between", None),
+    "recv-zero": (lambda sb: sb.recv_from(0, 0), ValueError, "n must be between", None),
+    "recv-negative-fd": (lambda sb: sb.recv_from(-1), ValueError, "fd must be between", None),
+    "send-str": (lambda sb: sb.send_to("sock"), TypeError, "fd must be an int", None),
+    "recv-bad-fd": (lambda sb: sb.recv_from(2**31 - 1), OSError, None, errno.EBADF),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CALLS))
+def test_bad_arguments_raise_precisely(case):
+    call, exc, match, err = BAD_CALLS[case]
     with SockBuf(64, 1000) as sb:
         sb.write(b"0123456789")
-        with pytest.raises(TypeError, match="bytes-like.*str"):
-            sb.write("text")
-        with pytest.raises(TypeError, match="bytes-like.*int"):
-            sb.write(5)
-        with pytest.raises(ValueError, match="n must be between"):
-            sb.read(-2)
-        with pytest.raises(TypeError, match="n must be an int"):
-            sb.read("3")
-        with pytest.raises(ValueError, match="only 10 bytes follow"):
-            sb.peek(11)
-        with pytest.raises(ValueError, match="n must be between"):
-            sb.peek(-1)
-        with pytest.raises(ValueError, match="outside"):
-            sb.seek(-1)
-        with pytest.raises(ValueError, match="outside"):
-            sb.seek(11)
-        with pytest.raises(ValueError, match="whence"):
-            sb.seek(0, 3)
-        with pytest.raises(ValueError, match="offset"):
-            sb.seek(2**64)
-        with pytest.raises(ValueError, match="size must be between"):
-            sb.truncate(11)
-        with pytest.raises(OSError, match="max_size 1000") as e:
-            sb.write(bytes(991))
-        assert e.value.errno == 105  # ENOBUFS
-        with pytest.raises(OSError, match="max_size"):
-            sb.reserve(2**40)
-        with pytest.raises(ValueError, match="n must be between"):
-            sb.reserve(2**63)
-        with pytest.raises(ValueError, match="n must be between"):
-            sb.recv_from(0, 0)
-        with pytest.raises(ValueError, match="fd must be between"):
-            sb.recv_from(-1)
-        with pytest.raises(TypeError, match="fd must be an int"):
-            sb.send_to("sock")
-        with pytest.raises(OSError) as e:
-            sb.recv_from(2**31 - 1)
-        assert e.value.errno == 9  # EBADF
+        with pytest.raises(exc, match=match) as e:
+            call(sb)
+        if err is not None:
+            assert e.value.errno == err
         assert sb.read() == b"0123456789"
         sb.check()
 

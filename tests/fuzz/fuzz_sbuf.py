@@ -90,17 +90,24 @@ def _drain_peer() -> bytes:
         out += got
 
 
+def _refused(what: str, call, exc: type, err: int | None = None) -> None:
+    """call() must raise exc (with errno err when given): the buffer refused `what`."""
+    try:
+        call()
+    except exc as e:
+        if err is not None:
+            assert e.errno == err, e
+    else:
+        raise AssertionError(f"{what} accepted")
+
+
 def _write(sb, m, data: bytes):
     if m.room(len(data)):
         assert sb.write(data) == len(data)
         m.data += data
     else:
-        try:
-            sb.write(data)
-        except OSError as e:
-            assert e.errno == errno.ENOBUFS, e
-        else:
-            raise AssertionError(f"write of {len(data)} past max_size {m.max_size} accepted")
+        _refused(f"write of {len(data)} past max_size {m.max_size}", lambda: sb.write(data), OSError,
+                 errno.ENOBUFS)
 
 
 def _step(fdp, sb, m: Model) -> None:
@@ -119,12 +126,7 @@ def _step(fdp, sb, m: Model) -> None:
     elif op == 3:
         n = fdp.ConsumeIntInRange(0, 6000)
         if n > avail:
-            try:
-                sb.peek(n)
-            except ValueError:
-                pass
-            else:
-                raise AssertionError(f"peek({n}) with {avail} bytes after the cursor accepted")
+            _refused(f"peek({n}) with {avail} bytes after the cursor", lambda: sb.peek(n), ValueError)
         else:
             with sb.peek(n) as v:
                 assert bytes(v) == m.data[m.cur:m.cur + n]
@@ -144,12 +146,8 @@ def _step(fdp, sb, m: Model) -> None:
             assert sb.seek(off, whence) == target
             m.cur = target
         else:
-            try:
-                sb.seek(off, whence)
-            except ValueError:
-                pass
-            else:
-                raise AssertionError(f"seek({off}, {whence}) to {target} outside [0, {len(m.data)}] accepted")
+            _refused(f"seek({off}, {whence}) to {target} outside [0, {len(m.data)}]",
+                     lambda: sb.seek(off, whence), ValueError)
     elif op == 6:
         size = fdp.ConsumeIntInRange(0, len(m.data))
         assert sb.truncate(size) == size
@@ -162,12 +160,7 @@ def _step(fdp, sb, m: Model) -> None:
     elif op == 8:
         n = fdp.ConsumeIntInRange(0, 9000)
         if not m.room(n):
-            try:
-                sb.reserve(n)
-            except OSError as e:
-                assert e.errno == errno.ENOBUFS, e
-            else:
-                raise AssertionError(f"reserve({n}) past max_size accepted")
+            _refused(f"reserve({n}) past max_size", lambda: sb.reserve(n), OSError, errno.ENOBUFS)
             return
         views = sb.reserve(n)
         assert sum(len(v) for v in views) == n
@@ -185,12 +178,7 @@ def _step(fdp, sb, m: Model) -> None:
         max_len = fdp.ConsumeIntInRange(0, 1000)
         want_k, want_b, want_s, end, bad = _parse(m.data, m.cur, n, max_len)
         if bad:
-            try:
-                sb.take_messages(n, max_len)
-            except ValueError:
-                pass
-            else:
-                raise AssertionError("take_messages accepted a length over max_len")
+            _refused("take_messages of a length over max_len", lambda: sb.take_messages(n, max_len), ValueError)
             # The cursor is on the bad message, whatever went before it.
             rest = m.data[end:]
             assert sb.read() == rest
@@ -207,12 +195,7 @@ def _step(fdp, sb, m: Model) -> None:
             PEER[1].sendall(data)
         n = fdp.ConsumeIntInRange(1, 5000)
         if not data:
-            try:
-                sb.recv_from(PEER[0], n)
-            except BlockingIOError:
-                pass
-            else:
-                raise AssertionError("recv_from an empty non-blocking socket returned")
+            _refused("recv_from an empty non-blocking socket", lambda: sb.recv_from(PEER[0], n), BlockingIOError)
         else:
             got = 0
             want = min(n, len(data))
