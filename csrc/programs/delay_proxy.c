@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "yf.h"
+#include "args.h"
 
 #define CHUNK 16384
 
@@ -186,16 +187,9 @@ static intptr_t acceptor(void *arg)
 
 int main(int argc, char **argv)
 {
-    if (argc != 3) {
-        fprintf(stderr, "usage: %s UPSTREAM_PORT DELAY_MS\n", argv[0]);
-        return 2;
-    }
-    upstream_port = atoi(argv[1]);
-    delay_ms = atoll(argv[2]);
-    if (upstream_port <= 0 || upstream_port > 65535 || delay_ms < 0 || delay_ms > 10000) {
-        fprintf(stderr, "UPSTREAM_PORT must be 1..65535 and DELAY_MS 0..10000\n");
-        return 2;
-    }
+    args_count(argc, argv, 2, "UPSTREAM_PORT DELAY_MS");
+    upstream_port = (int)arg_int(argv[1], "UPSTREAM_PORT", 1, 65535);
+    delay_ms = arg_int(argv[2], "DELAY_MS", 0, 10000);
     signal(SIGPIPE, SIG_IGN);
     int lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     struct sockaddr_in a = {.sin_family = AF_INET};

@@ -19,6 +19,7 @@
 #include <time.h>
 
 #include "yf.h"
+#include "args.h"
 
 static long pairs, max_ms;
 static uint64_t rng;
@@ -90,17 +91,10 @@ static void print_array(const char *name, const int64_t *a)
 
 int main(int argc, char **argv)
 {
-    if (argc != 4) {
-        fprintf(stderr, "usage: %s PAIRS MAX_MS SEED\n", argv[0]);
-        return 2;
-    }
-    pairs = atol(argv[1]);
-    max_ms = atol(argv[2]);
+    args_count(argc, argv, 3, "PAIRS MAX_MS SEED");
+    pairs = (long)arg_int(argv[1], "PAIRS", 1, 1000000);
+    max_ms = (long)arg_int(argv[2], "MAX_MS", 1, 10000);
     rng = strtoull(argv[3], NULL, 10);
-    if (pairs < 1 || pairs > 1000000 || max_ms < 1 || max_ms > 10000) {
-        fprintf(stderr, "PAIRS must be 1..1000000 and MAX_MS 1..10000\n");
-        return 2;
-    }
     loop_late = calloc((size_t)pairs, sizeof *loop_late);
     plain_late = calloc((size_t)pairs, sizeof *plain_late);
     yf_sched *s = loop_late && plain_late ? yf_sched_new(65536, 0) : NULL;

@@ -267,6 +267,19 @@ def cffi_errno() -> dict:
 
 # ---- nonintrusive client and the bench ---------------------------------------------------
 
+def _mc_competitor(port: int, mode: str, k: int, per: int, where: str = ""):
+    """A competitor for bench.interleaved: one mc_client run of `k` workers
+    (`mode` "threads" or "coro") making `per` calls each against `port`,
+    returning its ops/s; RuntimeError when the run failed or a reply was
+    wrong."""
+    def f():
+        r = mc_run(port, mode, k, per)
+        if r["exit"] != "exit 0" or r.get("failures") or r.get("wrong"):
+            raise RuntimeError(f"mc_client {mode} {k}{where}: {r}")
+        return r["ops_per_s"]
+    return f
+
+
 def nonintrusive(counts=(1, 8, 64, 512), ops: int = 2000, rounds: int = 3, progress: bool = False) -> dict:
     """ops/s of libmemcached: one blocking thread ("sequential"), then for each
     count k: k coroutines in one thread (hooks preloaded) and k threads.
@@ -279,13 +292,7 @@ def nonintrusive(counts=(1, 8, 64, 512), ops: int = 2000, rounds: int = 3, progr
     counts = [_check_count("count", int(k)) for k in counts]
     with memcached_server() as port:
         def run(mode, k):
-            per = max(2, ops // k)
-            def f():
-                r = mc_run(port, mode, k, per)
-                if r["exit"] != "exit 0" or r.get("failures") or r.get("wrong"):
-                    raise RuntimeError(f"mc_client {mode} {k}: {r}")
-                return r["ops_per_s"]
-            return f
+            return _mc_competitor(port, mode, k, max(2, ops // k))
         comp = {"sequential": run("threads", 1)}
         for k in counts:
             comp[f"coroutines {k}"] = run("coro", k)
@@ -335,12 +342,7 @@ def overlapped_waits(delay_ms: int = 1, coroutines: int = 64, ops: int = 64, rou
     _check_count("rounds", rounds)
     with memcached_server() as port, delay_proxy(port, delay_ms) as pport:
         def run(mode, k):
-            def f():
-                r = mc_run(pport, mode, k, ops)
-                if r["exit"] != "exit 0" or r.get("failures") or r.get("wrong"):
-                    raise RuntimeError(f"mc_client {mode} {k} behind the delay proxy: {r}")
-                return r["ops_per_s"]
-            return f
+            return _mc_competitor(pport, mode, k, ops, " behind the delay proxy")
         s = interleaved({"sequential": run("threads", 1), "coroutines": run("coro", coroutines)},
                         rounds=rounds, warmup=1, progress=progress)
     return {**s, "ratio": [c / q for c, q in zip(s["coroutines"], s["sequential"])],
