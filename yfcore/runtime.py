@@ -20,7 +20,6 @@ import errno as _errno
 import functools
 import os
 import threading
-import weakref
 
 import numpy as np
 
@@ -50,20 +49,15 @@ CoroutineExit = _yfpy.CoroutineExit
 PY_STACK_SIZE = 262144
 # Times close() raises CoroutineExit into a body that catches it and
 # suspends again before it gives up (and frees nothing).
-_UNWIND_TRIES = 3
+_UNWIND_TRIES = _yfpy.UNWIND_TRIES
 
 # Inside a Python body: C built-ins, called with the GIL held throughout.
 yield_ = _yfpy.yield_
 block = _yfpy.block
 
 
-def current():
-    """The running Python coroutine's handle (a PyCoroutine), or None outside one."""
-    b = _yfpy.current()
-    if b is None:
-        return None
-    sched = b.owner()
-    return sched._handle(b) if sched is not None else None
+# The running Python coroutine's handle (a PyCoroutine), or None outside one.
+current = _yfpy.current
 
 
 def sleep(ms: int) -> None:
@@ -146,9 +140,6 @@ class Scheduler(Owned):
         self._trace_cap = 0     # records the trace ring holds at most
         self._py = False        # has had a Python body: every resume goes through _yfpy
         self._addr = int(ffi.cast("uintptr_t", s))
-        self._watch = {}        # Python body id -> _Watch on its one handle
-        self._pending = []      # blocked bodies whose last handle went, to unwind
-        self._wself = weakref.ref(self)
         self._open(s)
 
     def _before_close(self) -> None:
@@ -195,31 +186,13 @@ class Scheduler(Owned):
             if not live:
                 break
             for b in live:
-                if not b.unwind(_UNWIND_TRIES):
+                if not _yfpy.Body.unwind(b, _UNWIND_TRIES):
                     stuck[b.id] = b
         if stuck:
             raise RuntimeError(
                 f"coroutine(s) {sorted(stuck)} did not end when CoroutineExit was raised in them "
                 f"{_UNWIND_TRIES} times (they catch it and suspend again): nothing was freed, the "
                 "scheduler stays open")
-
-    def _unwind_pending(self) -> None:
-        """Unwind the blocked bodies whose last handle went (from the root context only)."""
-        while self._pending:
-            b = self._pending.pop()
-            if b.blocked:
-                b.unwind(_UNWIND_TRIES)
-
-    def _handle(self, body) -> "PyCoroutine":
-        """The one handle of a Python body (made again if the last one went)."""
-        w = self._watch.get(body.id)
-        h = w() if w is not None else None
-        if h is None:
-            h = PyCoroutine(self, body)
-            w = _Watch(h, _handle_dropped)
-            w.body, w.sched = body, self._wself
-            self._watch[body.id] = w
-        return h
 
     @guarded
     def spawn(self, body, *args, **kwargs) -> "Coroutine":
@@ -231,11 +204,8 @@ class Scheduler(Owned):
             if not callable(body):
                 raise TypeError(f"body must be a Python callable or a str naming a built-in C body "
                                 f"({', '.join(DEMOS)}), got {type(body).__name__}")
-            b = _yfpy.spawn(self._addr, self._wself, body, args, kwargs or None)
             self._py = True
-            if self._pending:
-                self._unwind_pending()
-            return self._handle(b)
+            return _yfpy.spawn(PyCoroutine, self._addr, self, body, args, kwargs or None)
         if len(args) + len(kwargs) > 1 or (kwargs and "arg" not in kwargs):
             raise TypeError("a built-in C body takes one integer argument: spawn(name, arg)")
         return self._spawn_c(body, kwargs["arg"] if kwargs else (args[0] if args else 0))
@@ -266,11 +236,7 @@ class Scheduler(Owned):
         """Resume ready coroutines until none is ready; return the number of resumes."""
         if self._py:
             # With the GIL held throughout (Python bodies among them).
-            try:
-                return _yfpy.run(self._addr)
-            finally:
-                if self._pending:
-                    self._unwind_pending()
+            return _yfpy.run(self._addr)
         n = lib.yf_sched_run(self._h)
         if n < 0:
             raise error("yf_sched_run")
@@ -283,10 +249,9 @@ class Scheduler(Owned):
             co_id = int(co_id)
         Coroutine(self, co_id)._find()
         if self._py:
-            w = self._watch.get(co_id)
-            body = w.body if w is not None else next((b for b in _yfpy.live(self._addr) if b.id == co_id), None)
+            body = next((b for b in _yfpy.live(self._addr) if b.id == co_id), None)
             if body is not None:
-                return self._handle(body)
+                return body
         return Coroutine(self, co_id)
 
     stack_size = reader(lib.yf_sched_stack_size, "Bytes per stack slot, guard page included.")
@@ -475,106 +440,68 @@ class Coroutine:
         return lib.yf_co_stack_hwm(co)
 
 
-class _Watch(weakref.ref):
-    """The weak reference a scheduler keeps on a Python body's one handle:
-    when the handle goes and the body is blocked (nothing can wake it any
-    more), the body is unwound."""
-    __slots__ = ("body", "sched")
+class PyCoroutine(_yfpy.Body):
+    """The handle of a coroutine whose body is a Python callable, and its
+    record: the one object Scheduler.spawn, Scheduler.find and current() give.
 
+    While the body is blocked in yfcore.block() only a handle can wake it:
+    when the last reference to it goes, the body is unwound (CoroutineExit
+    raised at its block(), its finally blocks run). result() works after
+    the scheduler is closed. Used from the scheduler's owner thread only."""
 
-def _handle_dropped(w: _Watch) -> None:
-    sched, body = w.sched(), w.body
-    w.body = None
-    if sched is None or body is None:
-        return
-    if sched._watch.get(body.id) is w:
-        del sched._watch[body.id]
-    if body.blocked and not body.in_loop:
-        sched._pending.append(body)
-        # At once when that is safe: from the root context of the owner
-        # thread, outside any call on the scheduler; else at its next call.
-        if (threading.get_ident() == sched._owner and not sched._calls and sched._h is not None
-                and _yfpy.current() is None and lib.yf_co_current() == ffi.NULL):
-            sched._unwind_pending()
+    __slots__ = ()
 
+    # In C (yfcore._yfpy.Body): resume(), wake(value=None), frame() as the
+    # `frame` property below, id, switches, recursion_limit, in_loop, blocked.
+    sched = property(lambda self: self.owner, doc="The Scheduler that runs it.")
+    frame = property(_yfpy.Body.frame, doc=(
+        "The Python frame it is suspended in (None unless suspended): inspect f_code, f_lineno, "
+        "f_locals and f_back while it waits."))
+    _find = Coroutine._find
+    __repr__ = Coroutine.__repr__
+    token = Coroutine.token
+    stack_size = Coroutine.stack_size
+    stack_layout = Coroutine.stack_layout
+    saved_frame = Coroutine.saved_frame
+    stack_hwm = Coroutine.stack_hwm
 
-class PyCoroutine(Coroutine):
-    """The handle of a coroutine whose body is a Python callable.
-
-    There is one handle per body (Scheduler.find and current() give it
-    back); when it goes while the body is blocked in block(), nothing can
-    wake the body any more, and it is unwound (CoroutineExit raised at its
-    block()). result() works after the scheduler is closed."""
-
-    __slots__ = ("_body", "__weakref__")
-
-    def __init__(self, sched: Scheduler, body):
-        self.sched = sched
-        self.id = body.id
-        self._body = body
-
-    def _check(self) -> None:
-        s = self.sched
-        if threading.get_ident() != s._owner:
-            raise RuntimeError(s._foreign_message())
-        if s._h is None:
-            raise ValueError(s._closed_message())
+    def __reduce_ex__(self, protocol):
+        raise TypeError("a PyCoroutine cannot be pickled: it is a Python body running on a C stack")
 
     @property
     def state(self) -> str:
-        if self._body.state == "done":
-            return "done"
-        return Coroutine.state.fget(self)
+        return STATES[self.cstate]
 
-    def resume(self) -> None:
-        """Run it until it yields, blocks or ends (also from inside another body)."""
-        self._check()
-        self._body.resume()
+    @property
+    def done(self) -> bool:
+        return self.cstate == lib.YF_DONE
 
     def wake(self, value=None) -> None:
         """Make it ready again after yfcore.block(), which then returns value."""
-        self._check()
-        self._body.wake(value)
+        _yfpy.Body.wake(self, value)
 
     def result(self):
         """Its return value, or raise the exception that ended it; RuntimeError before it ends."""
-        failed, value = self._body.outcome()
+        failed, value = self.outcome()
         if failed:
             raise value
         return value
 
-    @property
-    def done(self) -> bool:
-        return self._body.state == "done"
-
-    @property
-    def frame(self):
-        """The Python frame it is suspended in (None unless suspended): inspect
-        f_code, f_lineno, f_locals and f_back while it waits."""
-        self._check()
-        return self._body.frame()
-
-    recursion_limit = property(lambda self: self._body.recursion_limit, doc=(
-        "The recursion limit it runs with: the interpreter's, capped at what its stack holds."))
-    switches = property(lambda self: self._body.switches, doc="Times it was switched in.")
-
     def cancel(self, status: int = -1) -> None:
         """Finish it before it starts (result() then raises CoroutineExit); RuntimeError once started."""
-        self._check()
-        if self._body.state != "new":
+        if self.cstate != lib.YF_NEW:
             raise RuntimeError(f"cannot cancel coroutine {self.id}: it has started ({self.state})")
-        self._body.unwind(1)
+        _yfpy.Body.unwind(self, 1)
 
     def unwind(self) -> bool:
         """Raise CoroutineExit in it at its suspension point and run it to its
         end (finally blocks run); True when it ended."""
-        self._check()
-        return self._body.unwind(_UNWIND_TRIES)
+        return _yfpy.Body.unwind(self, _UNWIND_TRIES)
 
     @property
     def status(self) -> int:
         """1 when it ended with an exception, else 0; RuntimeError before it ends."""
-        return int(self._body.outcome()[0])
+        return int(self.outcome()[0])
 
     def reap(self) -> int:
         """The status; the runtime reaps a Python body's coroutine itself when it ends."""

@@ -294,7 +294,8 @@ typedef struct body {
     PyObject *context;          /* the contextvars context it starts in */
     PyObject *result;           /* return value, or the exception that ended it */
     PyObject *wake_value;       /* what the next block() returns */
-    PyObject *owner;            /* the Python Scheduler (for current()) */
+    PyObject *owner;            /* the Python Scheduler */
+    unsigned long thread;       /* the owner thread's ident: only it may switch */
     int state;                  /* B_* */
     int failed;
     int kill;                   /* unwinding: raise CoroutineExit at each resume */
@@ -304,6 +305,8 @@ typedef struct body {
     struct pystate *saved;      /* its state while suspended (on its own stack) */
     PyObject *weakrefs;
     struct body *next, *prev;   /* live bodies (spawned, not done), all schedulers */
+    struct body *next_weak;     /* blocked bodies whose reference is still to drop */
+    char weak;                  /* blocked in block(): the coroutine holds no reference */
 } Body;
 
 static PyTypeObject BodyType;
@@ -326,6 +329,35 @@ static void live_del(Body *b)
         b->prev->next = b->next;
         b->next->prev = b->prev;
         b->next = b->prev = NULL;
+    }
+}
+
+/* A body blocked in block() can be woken only through a reference to it, so
+ * while it is blocked the coroutine gives its own reference up: when the
+ * last other one goes, the body is unwound (body_finalize). The reference is
+ * given up by the next context that runs Python (the blocked body cannot
+ * drop it while it still runs), from this list. */
+static Body *weak_pending;
+
+static void drop_weak_pending(void)
+{
+    while (weak_pending) {
+        Body *b = weak_pending;
+        weak_pending = b->next_weak;
+        b->next_weak = NULL;
+        if (b->state == B_SUSPENDED && !b->weak && b->co && rt.co_state(b->co) == YF_BLOCKED && !b->in_loop) {
+            b->weak = 1;
+            Py_DECREF(b);
+        }
+    }
+}
+
+/* The coroutine takes its reference back (a wake, an unwind). */
+static void unweak(Body *b)
+{
+    if (b->weak) {
+        b->weak = 0;
+        Py_INCREF(b);
     }
 }
 
@@ -423,6 +455,10 @@ static int64_t do_switch(const struct sw *a)
         me->state = B_SUSPENDED;
         me->in_loop = a->op == SW_SLEEP || a->op == SW_WAIT_FD;
     }
+    if (me && a->op == SW_BLOCK) {
+        me->next_weak = weak_pending;
+        weak_pending = me;
+    }
     int64_t r = 0;
     switch (a->op) {
     case SW_RESUME: r = rt.co_resume(a->target); break;
@@ -443,6 +479,8 @@ static int64_t do_switch(const struct sw *a)
     cur_body = me;
     /* The interpreter's limit as it is now: another context may have set it. */
     state_restore(t, &mine, Py_GetRecursionLimit());
+    if (weak_pending)
+        drop_weak_pending();
     errno = e;
     return r;
 }
@@ -475,6 +513,8 @@ static intptr_t trampoline(void *arg)
     b->switches++;
     cur_body = b;
     state_restore(t, &fresh, lim);
+    if (weak_pending)
+        drop_weak_pending();
 
     PyObject *r = NULL, *value = NULL;
     if (b->kill)
@@ -541,11 +581,18 @@ static PyObject *py_bind(PyObject *m, PyObject *table)
     Py_RETURN_NONE;
 }
 
-/* spawn(sched_address, owner, fn, args, kwargs) -> Body */
-static PyObject *py_spawn(PyObject *m, PyObject *const *a, Py_ssize_t n)
+/* spawn(type, sched_address, owner, fn, args, kwargs) -> a `type` (Body or
+ * a subclass): the record of the body is also its handle. */
+static PyObject *py_spawn(PyObject *m, PyObject *const *argv, Py_ssize_t n)
 {
-    if (n != 5) {
-        PyErr_SetString(PyExc_TypeError, "spawn(sched, owner, fn, args, kwargs)");
+    if (n != 6) {
+        PyErr_SetString(PyExc_TypeError, "spawn(type, sched, owner, fn, args, kwargs)");
+        return NULL;
+    }
+    PyTypeObject *type = (PyTypeObject *)argv[0];
+    PyObject *const *a = argv + 1;
+    if (!PyType_Check(argv[0]) || !PyType_IsSubtype(type, &BodyType)) {
+        PyErr_SetString(PyExc_TypeError, "spawn(): type must be a subclass of yfcore._yfpy.Body");
         return NULL;
     }
     if (!YFPY_SUPPORTED) {
@@ -578,10 +625,11 @@ static PyObject *py_spawn(PyObject *m, PyObject *const *a, Py_ssize_t n)
                      usable, levels < 0 ? 0 : levels, MIN_LEVELS);
         return NULL;
     }
-    Body *b = PyObject_GC_New(Body, &BodyType);
+    /* tp_alloc zeroes the record and tracks it for the collector. */
+    Body *b = (Body *)type->tp_alloc(type, 0);
     if (!b)
         return NULL;
-    memset((char *)b + sizeof(PyObject), 0, sizeof *b - sizeof(PyObject));
+    b->thread = PyThread_get_thread_ident();
     b->sched = s;
     b->fn = Py_NewRef(a[2]);
     b->args = Py_NewRef(a[3]);
@@ -590,7 +638,6 @@ static PyObject *py_spawn(PyObject *m, PyObject *const *a, Py_ssize_t n)
     b->state = B_NEW;
     b->limit_cap = (int)levels;
     b->context = PyContext_CopyCurrent();
-    PyObject_GC_Track(b);
     if (!b->context) {
         Py_DECREF(b);
         return NULL;
@@ -795,6 +842,23 @@ static PyObject *py_saved_fields(PyObject *m, PyObject *unused)
 
 /* ---- Body methods ---------------------------------------------------------- */
 
+/* Only the owner thread switches a body: elsewhere RuntimeError, with the
+ * scheduler's own message when it has one (_foreign_message). */
+static int owner_thread(Body *b)
+{
+    if (PyThread_get_thread_ident() == b->thread)
+        return 0;
+    PyObject *msg = b->owner ? PyObject_CallMethod(b->owner, "_foreign_message", NULL) : NULL;
+    if (msg) {
+        PyErr_SetObject(PyExc_RuntimeError, msg);
+        Py_DECREF(msg);
+    } else {
+        PyErr_Clear();
+        PyErr_SetString(PyExc_RuntimeError, "this coroutine belongs to another thread");
+    }
+    return -1;
+}
+
 static const char *state_names[] = {"new", "running", "suspended", "done"};
 
 static PyObject *body_get_state(Body *b, void *c)
@@ -810,6 +874,11 @@ static PyObject *body_get_recursion_limit(Body *b, void *c)
 static PyObject *body_get_blocked(Body *b, void *c)
 {
     return PyBool_FromLong(b->co && b->state == B_SUSPENDED && rt.co_state(b->co) == YF_BLOCKED);
+}
+
+static PyObject *body_get_cstate(Body *b, void *c)
+{
+    return PyLong_FromLong(b->co ? rt.co_state(b->co) : YF_DONE);
 }
 
 static PyObject *body_get_co(Body *b, void *c)
@@ -833,6 +902,8 @@ static PyObject *body_outcome(Body *b, PyObject *unused)
 /* The frame a suspended body stopped in (None unless suspended). */
 static PyObject *body_frame(Body *b, PyObject *unused)
 {
+    if (owner_thread(b))
+        return NULL;
     PyObject *f = b->state == B_SUSPENDED && b->saved ? state_frame_object(b->saved) : NULL;
     return f ? f : Py_NewRef(Py_None);
 }
@@ -850,6 +921,8 @@ static int resume_checked(Body *b)
 /* resume(): run it until it yields, blocks or ends (GIL held throughout). */
 static PyObject *body_resume(Body *b, PyObject *unused)
 {
+    if (owner_thread(b))
+        return NULL;
     int st = b->co ? rt.co_state(b->co) : YF_DONE;
     if (st != YF_NEW && st != YF_READY) {
         static const char *names[] = {"new", "ready", "running", "blocked", "done"};
@@ -865,6 +938,8 @@ static PyObject *body_resume(Body *b, PyObject *unused)
 /* wake(value): a blocked body (not in a loop wait) becomes ready; block() returns value. */
 static PyObject *body_wake(Body *b, PyObject *value)
 {
+    if (owner_thread(b))
+        return NULL;
     if (b->state != B_SUSPENDED || !b->co || rt.co_state(b->co) != YF_BLOCKED || b->in_loop) {
         PyErr_Format(PyExc_ValueError, "coroutine %llu is not blocked in yfcore.block() (it is %s)",
                      (unsigned long long)b->id, b->in_loop ? "waiting on the loop" : state_names[b->state]);
@@ -872,6 +947,7 @@ static PyObject *body_wake(Body *b, PyObject *value)
     }
     if (rt.co_wake(b->co, rt.co_token(b->co), 0) != 0)
         return set_errno_error("yf_co_wake"), NULL;
+    unweak(b);
     Py_XSETREF(b->wake_value, Py_NewRef(value));
     Py_RETURN_NONE;
 }
@@ -880,39 +956,62 @@ static PyObject *body_wake(Body *b, PyObject *value)
  * until it ends (at most `tries` resumes: a body that catches the exit and
  * suspends again gets it again). A body that never started is cancelled.
  * Returns True when it ended. */
+/* unwind(tries): raise CoroutineExit in it at its suspension point and run
+ * it until it ends (at most `tries` resumes: a body that catches the exit
+ * and suspends again gets it again). A body that never started is
+ * cancelled. 1 when it ended, 0 when not, -1 with an exception. */
+static int unwind(Body *b, long tries)
+{
+    if (owner_thread(b))
+        return -1;
+    if (b->state == B_DONE)
+        return 1;
+    if (b->state == B_RUNNING || b == cur_body) {
+        PyErr_SetString(PyExc_RuntimeError, "a coroutine cannot unwind itself while running");
+        return -1;
+    }
+    if (b->state == B_NEW) {
+        if (rt.co_cancel(b->co, 0) != 0) {
+            set_errno_error("yf_co_cancel");
+            return -1;
+        }
+        body_end(b, PyObject_CallFunction(CoroutineExit, "s", "cancelled before it started"), 1);
+        return 1;
+    }
+    b->kill = 1;
+    Py_INCREF(b);
+    int rc = 0;
+    for (long i = 0; i < tries && b->state != B_DONE; i++) {
+        /* A loop wait is woken like a block (the loop supports a wake from
+         * outside it: its wait record is unlinked by the waiter). */
+        if (rt.co_state(b->co) == YF_BLOCKED) {
+            if (rt.co_wake(b->co, rt.co_token(b->co), 0) != 0)
+                break;
+            unweak(b);
+        }
+        if (resume_checked(b)) {
+            rc = -1;
+            break;
+        }
+    }
+    if (rc == 0)
+        rc = b->state == B_DONE;
+    Py_DECREF(b);
+    return rc;
+}
+
 static PyObject *body_unwind(Body *b, PyObject *arg)
 {
     long tries = PyLong_AsLong(arg);
     if (tries == -1 && PyErr_Occurred())
         return NULL;
-    if (b->state == B_DONE)
-        Py_RETURN_TRUE;
-    if (b->state == B_RUNNING || b == cur_body) {
-        PyErr_SetString(PyExc_RuntimeError, "a coroutine cannot unwind itself while running");
-        return NULL;
-    }
-    if (b->state == B_NEW) {
-        if (rt.co_cancel(b->co, 0) != 0)
-            return set_errno_error("yf_co_cancel"), NULL;
-        body_end(b, PyObject_CallFunction(CoroutineExit, "s", "cancelled before it started"), 1);
-        Py_RETURN_TRUE;
-    }
-    b->kill = 1;
-    Py_INCREF(b);
-    for (long i = 0; i < tries && b->state != B_DONE; i++) {
-        /* A loop wait is woken like a block (the loop supports a wake from
-         * outside it: its wait record is unlinked by the waiter). */
-        if (rt.co_state(b->co) == YF_BLOCKED && rt.co_wake(b->co, rt.co_token(b->co), 0) != 0)
-            break;
-        if (resume_checked(b)) {
-            Py_DECREF(b);
-            return NULL;
-        }
-    }
-    int done = b->state == B_DONE;
-    Py_DECREF(b);
-    return PyBool_FromLong(done);
+    int rc = unwind(b, tries);
+    return rc < 0 ? NULL : PyBool_FromLong(rc);
 }
+
+/* Resumes of a body that catches CoroutineExit and suspends again, before
+ * an unwind gives up (also yfcore.runtime's, exported as UNWIND_TRIES). */
+#define UNWIND_TRIES 3
 
 static int body_traverse(Body *b, visitproc visit, void *arg)
 {
@@ -931,15 +1030,37 @@ static int body_clear(Body *b)
     return 0;
 }
 
+/* The last reference went. A body blocked in block() (its coroutine holds
+ * no reference then) is unwound here on the owner thread: the coroutine
+ * takes its reference back, CoroutineExit is raised at its block() and it
+ * runs to its end, which drops that reference again. Elsewhere (a collector
+ * on another thread) or if it will not end, the coroutine keeps the
+ * reference: the body lives on, and its scheduler's close unwinds it. */
+static void body_finalize(Body *b)
+{
+    if (!b->weak || b->state != B_SUSPENDED)
+        return;
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    unweak(b);
+    if (PyThread_get_thread_ident() == b->thread && unwind(b, UNWIND_TRIES) < 0)
+        PyErr_WriteUnraisable((PyObject *)b);
+    PyErr_Restore(type, value, tb);
+}
+
 static void body_dealloc(Body *b)
 {
+    if (PyObject_CallFinalizerFromDealloc((PyObject *)b) < 0)
+        return;                 /* resurrected: its coroutine holds it again */
     PyObject_GC_UnTrack(b);
     if (b->weakrefs)
         PyObject_ClearWeakRefs((PyObject *)b);
     b->state = B_DONE;
     b->co = NULL;
     body_clear(b);
-    PyObject_GC_Del(b);
+    /* A subclass's instance: subtype_dealloc, which called this, drops
+     * the reference to its type. */
+    Py_TYPE(b)->tp_free(b);
 }
 
 static PyObject *body_repr(Body *b)
@@ -951,6 +1072,7 @@ static PyGetSetDef body_getset[] = {
     {"state", (getter)body_get_state, NULL, "new, running, suspended or done", NULL},
     {"recursion_limit", (getter)body_get_recursion_limit, NULL, "the recursion limit it runs with", NULL},
     {"blocked", (getter)body_get_blocked, NULL, "suspended in block() or a loop wait", NULL},
+    {"cstate", (getter)body_get_cstate, NULL, "the runtime's state (YF_NEW .. YF_DONE)", NULL},
     {"co", (getter)body_get_co, NULL, "address of the C coroutine, or None once done", NULL},
     {NULL},
 };
@@ -976,7 +1098,8 @@ static PyTypeObject BodyType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "yfcore._yfpy.Body",
     .tp_basicsize = sizeof(Body),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .tp_finalize = (destructor)body_finalize,
     .tp_doc = "The record of one Python coroutine body (see yfcore.runtime.PyCoroutine).",
     .tp_dealloc = (destructor)body_dealloc,
     .tp_traverse = (traverseproc)body_traverse,
@@ -1033,7 +1156,8 @@ PyMODINIT_FUNC PyInit__yfpy(void)
     if (!CoroutineExit || PyModule_AddObjectRef(m, "CoroutineExit", CoroutineExit) < 0 ||
         PyModule_AddObjectRef(m, "Body", (PyObject *)&BodyType) < 0 ||
         PyModule_AddIntConstant(m, "BYTES_PER_LEVEL", BYTES_PER_LEVEL) < 0 ||
-        PyModule_AddIntConstant(m, "STACK_RESERVE", STACK_RESERVE) < 0) {
+        PyModule_AddIntConstant(m, "STACK_RESERVE", STACK_RESERVE) < 0 ||
+        PyModule_AddIntConstant(m, "UNWIND_TRIES", UNWIND_TRIES) < 0) {
         Py_DECREF(m);
         return NULL;
     }
