@@ -9,6 +9,7 @@ one resume at a time for every system.
 """
 import asyncio
 import concurrent.futures
+import inspect
 import time
 
 from .bench import interleaved, sizes as _sizes
@@ -247,7 +248,7 @@ def suspended_look(n: int = 3) -> dict:
         co.resume()
         f = co.frame
         look = {"state": co.state, "function": f.f_code.co_name, "line": f.f_lineno - f.f_code.co_firstlineno,
-                "locals": {k: v for k, v in f.f_locals.items()}, "frame above": f.f_back,
+                "locals": {k: v for k, v in f.f_locals.items() if not inspect.ismodule(v)}, "frame above": f.f_back,
                 "recursion_limit": co.recursion_limit, "layout": co.stack_layout(),
                 "saved_sp": co.saved_frame()["sp"], "switches": co.switches}
         sched.run()
