@@ -71,6 +71,8 @@ struct yf_loop {
     uint64_t last_sweep, sweep_every;   /* ns; see sweep_closed */
     yf_loop_counts n;
     struct yf_loop *next_all;   /* the registry that enforces one loop per scheduler */
+    void (*idle_before)(void *), (*idle_after)(void *);  /* around a wait that may sleep */
+    void *idle_arg;
     struct epoll_event evs[MAX_EVENTS];
 };
 
@@ -151,6 +153,14 @@ int yf_loop_free(yf_loop *lp)
     free(lp->fds);
     free(lp);
     return 0;
+}
+
+void yf_loop_set_idle(yf_loop *lp, void (*before)(void *), void (*after)(void *), void *arg)
+{
+    /* Both or neither: poll_once calls after() whenever it called before(). */
+    lp->idle_before = before && after ? before : NULL;
+    lp->idle_after = before && after ? after : NULL;
+    lp->idle_arg = arg;
 }
 
 void yf_loop_stop(yf_loop *lp)
@@ -368,7 +378,15 @@ static int wait_events(yf_loop *lp, int64_t timeout_ns)
 /* One wait for events and due timers. 0, or -1 with the wait's errno. */
 static int poll_once(yf_loop *lp, int64_t timeout_ns)
 {
+    int idle = timeout_ns != 0 && lp->idle_before;
+    if (idle)
+        lp->idle_before(lp->idle_arg);
     int n = wait_events(lp, timeout_ns);
+    if (idle) {
+        int e = errno;
+        lp->idle_after(lp->idle_arg);
+        errno = e;
+    }
     if (n < 0)
         return -1;
     lp->n.iterations++;

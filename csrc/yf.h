@@ -445,6 +445,11 @@ int64_t yf_loop_run(yf_loop *lp);
  * it is not running, the next run does one iteration (ready coroutines, a
  * poll that does not block, the coroutines it made ready) and returns. */
 void yf_loop_stop(yf_loop *lp);
+/* Functions the loop calls around each wait that may sleep (a timeout
+ * other than 0): before(arg) just before it, after(arg) just after, errno
+ * kept (the Python-body module releases the GIL there). Both NULL, or
+ * either, clears them. Never fails. */
+void yf_loop_set_idle(yf_loop *lp, void (*before)(void *), void (*after)(void *), void *arg);
 /* The loop's cached CLOCK_MONOTONIC time in ns, refreshed once per iteration. */
 uint64_t yf_loop_now(const yf_loop *lp);
 void yf_loop_counts_get(const yf_loop *lp, yf_loop_counts *out);

@@ -612,3 +612,38 @@ def test_other_versions_build_and_refuse_python_bodies(python, tmp_path):
                        cwd=tmp_path, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert "Python bodies need CPython 3.11" in r.stdout and "C bodies" in r.stdout
+
+
+def test_other_threads_run_while_the_loop_sleeps(sched):
+    import time
+
+    lp = Loop(sched)
+    main = threading.get_ident()
+    ticks, seen = [], set()
+    stop = threading.Event()
+
+    def ticker():
+        while not stop.is_set():
+            ticks.append(1)
+            f = sys._current_frames().get(main)
+            seen.update(fs.name for fs in traceback.extract_stack(f))
+            time.sleep(0.005)
+
+    t = threading.Thread(target=ticker)
+    t.start()
+    try:
+        while not ticks:
+            time.sleep(0.001)
+        before = len(ticks)
+        sched.spawn(yfcore.sleep, 300)
+        lp.run()
+        during = len(ticks) - before
+    finally:
+        stop.set()
+        t.join()
+    # About 60 ticks of 5 ms in 300 ms; with the GIL held through the
+    # epoll wait there would be none (the ticker waits for the GIL).
+    assert during >= 10
+    # What the ticker saw of this thread meanwhile is the frame that called
+    # Loop.run (the root's state is installed before the GIL goes).
+    assert "test_other_threads_run_while_the_loop_sleeps" in seen

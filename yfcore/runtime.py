@@ -40,7 +40,7 @@ __all__ = [
 _yfpy.bind({name: int(ffi.cast("uintptr_t", ffi.addressof(lib, name))) for name in (
     "yf_co_create", "yf_co_resume", "yf_co_yield", "yf_co_block", "yf_co_wake", "yf_co_token",
     "yf_co_current", "yf_co_id", "yf_co_state", "yf_co_cancel", "yf_co_detach", "yf_sched_run",
-    "yf_sched_usable_stack", "yf_sleep_ms", "yf_wait_fd", "yf_loop_run")})
+    "yf_sched_usable_stack", "yf_sleep_ms", "yf_wait_fd", "yf_loop_run", "yf_loop_set_idle")})
 
 CoroutineExit = _yfpy.CoroutineExit
 # The stack size Python bodies are meant to run with: CPython's default

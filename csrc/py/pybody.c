@@ -58,6 +58,7 @@ static struct {
     int (*sleep_ms)(int64_t);
     int (*wait_fd)(int, unsigned, int64_t);
     int64_t (*loop_run)(yf_loop *);
+    void (*loop_set_idle)(yf_loop *, void (*)(void *), void (*)(void *), void *);
 } rt;
 
 static const struct {
@@ -80,6 +81,7 @@ static const struct {
     {"yf_sleep_ms", offsetof(__typeof__(rt), sleep_ms)},
     {"yf_wait_fd", offsetof(__typeof__(rt), wait_fd)},
     {"yf_loop_run", offsetof(__typeof__(rt), loop_run)},
+    {"yf_loop_set_idle", offsetof(__typeof__(rt), loop_set_idle)},
 };
 static int rt_bound;
 
@@ -444,6 +446,29 @@ struct sw {
     int64_t ms;
 };
 
+/* While a loop run by the root sleeps in epoll, the GIL is released so that
+ * other threads run; the root's own state is installed first, so what they
+ * may read of this thread (sys._current_frames) is the frame that called
+ * Loop.run, not a suspended body's. */
+struct idle {
+    PyThreadState *t;
+    const struct pystate *root;
+    PyThreadState *released;
+};
+
+static void idle_before(void *arg)
+{
+    struct idle *i = arg;
+    state_restore(i->t, i->root, Py_GetRecursionLimit());
+    i->released = PyEval_SaveThread();
+}
+
+static void idle_after(void *arg)
+{
+    struct idle *i = arg;
+    PyEval_RestoreThread(i->released);
+}
+
 static int64_t do_switch(const struct sw *a)
 {
     PyThreadState *t = PyThreadState_Get();
@@ -463,7 +488,15 @@ static int64_t do_switch(const struct sw *a)
     switch (a->op) {
     case SW_RESUME: r = rt.co_resume(a->target); break;
     case SW_RUN: r = rt.sched_run(a->target); break;
-    case SW_LOOP_RUN: r = rt.loop_run(a->target); break;
+    case SW_LOOP_RUN: {
+        struct idle i = {t, &mine, NULL};
+        rt.loop_set_idle(a->target, idle_before, idle_after, &i);
+        r = rt.loop_run(a->target);
+        int e = errno;
+        rt.loop_set_idle(a->target, NULL, NULL, NULL);
+        errno = e;
+        break;
+    }
     case SW_YIELD: r = rt.co_yield(); break;
     case SW_BLOCK: r = rt.co_block(); break;
     case SW_SLEEP: r = rt.sleep_ms(a->ms); break;
