@@ -647,3 +647,34 @@ def test_other_threads_run_while_the_loop_sleeps(sched):
     # What the ticker saw of this thread meanwhile is the frame that called
     # Loop.run (the root's state is installed before the GIL goes).
     assert "test_other_threads_run_while_the_loop_sleeps" in seen
+
+
+def test_ctrl_c_ends_the_run(sched):
+    # A SIGINT lands in whichever body runs; the run ends with
+    # KeyboardInterrupt instead of going on without that body.
+    import signal
+
+    log = []
+
+    def spinner(k):
+        try:
+            while True:
+                yfcore.yield_()
+        finally:
+            log.append(k)
+
+    def trigger():
+        yfcore.yield_()
+        signal.raise_signal(signal.SIGINT)
+        while True:
+            yfcore.yield_()
+
+    cos = [sched.spawn(spinner, k) for k in range(3)]
+    t = sched.spawn(trigger)
+    with pytest.raises(KeyboardInterrupt):
+        sched.run()
+    assert sorted(log) == [0, 1, 2] and all(c.done for c in cos + [t])
+    with pytest.raises(KeyboardInterrupt):
+        t.result()
+    # The scheduler goes on working.
+    assert sched.spawn(lambda: 7).resume() is None and sched.counts()["live"] == 0

@@ -518,6 +518,20 @@ static int64_t do_switch(const struct sw *a)
     return r;
 }
 
+/* Ctrl-C lands in whichever body runs: that body ends with KeyboardInterrupt,
+ * the scheduler's other bodies are unwound as they next switch (CoroutineExit,
+ * as on close), and the root's run() then raises KeyboardInterrupt, so an
+ * interrupted run ends instead of carrying on without the body it hit. */
+static yf_sched *interrupted;
+
+static void interrupt(yf_sched *s)
+{
+    for (Body *o = live.next; o != &live; o = o->next)
+        if (o->sched == s)
+            o->kill = 1;
+    interrupted = s;
+}
+
 /* First function of every Python body, on its own stack, with the GIL held
  * (every resume of a scheduler with Python bodies is made through this
  * module). Its exception never leaves it: it ends the body. */
@@ -565,6 +579,8 @@ static intptr_t trampoline(void *arg)
     }
     /* What it held goes while its state is still installed: a finaliser
      * run by these decrefs runs as part of the body. */
+    if (value && PyErr_GivenExceptionMatches(value, PyExc_KeyboardInterrupt))
+        interrupt(b->sched);
     cur_body = NULL;
     body_end(b, r ? r : value, r == NULL);
     if (PyErr_Occurred())
@@ -799,6 +815,12 @@ static PyObject *root_call(PyObject *arg, int op, const char *what)
         return NULL;
     }
     int64_t r = do_switch(&a);
+    if (interrupted && !cur_body && !rt.co_current()) {
+        interrupted = NULL;
+        PyErr_SetString(PyExc_KeyboardInterrupt, "a coroutine body was interrupted; the scheduler's other "
+                        "bodies were unwound as they next switched");
+        return NULL;
+    }
     if (r < 0 && op == SW_LOOP_RUN)
         return PyLong_FromLongLong(-(int64_t)errno);    /* the wrapper retries EINTR */
     if (r < 0)
