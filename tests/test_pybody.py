@@ -573,6 +573,9 @@ def test_suspended_look_and_saved_fields():
     look = pyco.suspended_look(3)
     assert look["function"] == "_teaching_body" and look["locals"]["i"] == 1 and look["result"] == 3
     assert look["layout"]["guard_end"] < look["saved_sp"] < look["layout"]["top"]
+    assert _yfpy.state_ns(1000) > 0
+    with pytest.raises(ValueError):
+        _yfpy.state_ns(0)
     names = [f[0] for f in pyco.saved_state()]
     assert {"cframe", "current_frame", "depth", "chunk", "exc_info", "context"} <= set(names)
 

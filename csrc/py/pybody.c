@@ -30,6 +30,7 @@
 #include <errno.h>
 #include <stdint.h>
 #include <string.h>
+#include <time.h>
 
 #include "yf.h"
 
@@ -869,6 +870,32 @@ static PyObject *py_pool(PyObject *m, PyObject *unused)
     return PyLong_FromLong(chunk_npool);
 }
 
+/* state_ns(n): ns per save + restore of this thread's interpreter state,
+ * timed over n pairs in C (the part of a Python body's switch that is
+ * neither the call nor the register swap). */
+static PyObject *py_state_ns(PyObject *m, PyObject *arg)
+{
+    long long n = PyLong_AsLongLong(arg);
+    if (n <= 0) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_ValueError, "state_ns(n) wants n > 0");
+        return NULL;
+    }
+    PyThreadState *t = PyThreadState_Get();
+    struct pystate s;
+    struct timespec a, b;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    for (long long i = 0; i < n; i++) {
+        state_save(t, &s);
+        /* The compiler must not fold the pairs away. */
+        __asm__ volatile("" : : "r"(&s) : "memory");
+        state_restore(t, &s, Py_GetRecursionLimit());
+    }
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    double ns = (double)(b.tv_sec - a.tv_sec) * 1e9 + (double)(b.tv_nsec - a.tv_nsec);
+    return PyFloat_FromDouble(ns / (double)n);
+}
+
 /* The fields a switch saves, for teaching: name -> size in bytes. */
 static PyObject *py_saved_fields(PyObject *m, PyObject *unused)
 {
@@ -1185,6 +1212,7 @@ static PyMethodDef methods[] = {
     {"supported", py_supported, METH_NOARGS, "True on the CPython versions Python bodies support"},
     {"pooled_chunks", py_pool, METH_NOARGS, "data-stack chunks kept for the next body"},
     {"saved_fields", py_saved_fields, METH_NOARGS, "[(name, offset, size)] of what a switch saves"},
+    {"state_ns", py_state_ns, METH_O, "state_ns(n): ns per save + restore of the interpreter state"},
     {NULL},
 };
 

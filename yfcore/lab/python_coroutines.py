@@ -177,8 +177,9 @@ def switch_parts(quick: bool | None = None, rounds: int | None = None, progress:
     """Where the nanoseconds of a Python body's switch go, each measured on
     its own, interleaved: one empty built-in call from Python (the floor of
     calling yield_()), one empty cffi call (what a cffi-based switch would
-    pay, GIL release included), yfcore's C switch through its scheduler
-    (measured in C), and the whole yield_() switch between two bodies."""
+    pay, GIL release included), one save and restore of the interpreter
+    state (in C), yfcore's C switch through its scheduler (measured in C),
+    and the whole yield_() switch between two bodies."""
     from ..labkernels import lib
     from .bench import STACK
 
@@ -201,9 +202,12 @@ def switch_parts(quick: bool | None = None, rounds: int | None = None, progress:
             nop()
         return (time.perf_counter_ns() - t) / n
 
+    from .. import _yfpy
+
     comp = {
         "empty built-in call": builtin_call,
         "empty cffi call": cffi_call,
+        "state save + restore (in C)": lambda: _yfpy.state_ns(nc),
         "C switch (scheduler, in C)": lambda: lib.yf_bench_switch_yf(nc, 0, STACK, 0) / (2 * nc),
         "yield_() between two bodies": lambda: _yf_switch(sched, n),
     }
