@@ -681,3 +681,29 @@ def test_ctrl_c_ends_the_run(sched):
         t.result()
     # The scheduler goes on working.
     assert sched.spawn(lambda: 7).resume() is None and sched.counts()["live"] == 0
+
+
+def test_generators_and_asyncio_inside_bodies(sched):
+    # A generator's frame joins the body's frame chain while it runs, so a
+    # yield_() inside it suspends the whole body; asyncio runs its own loop
+    # on the body's stack.
+    import asyncio
+
+    def gen():
+        for i in range(3):
+            yfcore.yield_()
+            yield i
+
+    def other():
+        for _ in range(5):
+            yfcore.yield_()
+        return "other"
+
+    async def coro():
+        await asyncio.sleep(0)
+        return 5
+
+    a, b = sched.spawn(lambda: list(gen())), sched.spawn(other)
+    c = sched.spawn(asyncio.run, coro())
+    sched.run()
+    assert (a.result(), b.result(), c.result()) == ([0, 1, 2], "other", 5)
