@@ -101,6 +101,14 @@ int yf_guard_regions_supported(void)
     return k;
 }
 
+/* A slot's colour is its index modulo the number of colours: 1 per KiB of
+ * slot up to 64 (a power of two, as the slot size is). */
+static size_t ncolours(size_t size)
+{
+    size_t n = size / 16 / YFI_COLOUR_STEP;
+    return n > 64 ? 64 : n;
+}
+
 int yfi_pool_init(struct yfi_pool *p, size_t size, int guard)
 {
     memset(p, 0, sizeof *p);
@@ -108,6 +116,8 @@ int yfi_pool_init(struct yfi_pool *p, size_t size, int guard)
     p->page = (size_t)sysconf(_SC_PAGESIZE);
     p->guard = guard;
     p->next_arena_slots = ARENA_FIRST_SLOTS;
+    p->shift = (unsigned)__builtin_ctzll((unsigned long long)size);
+    p->colour_mask = ncolours(size) - 1;
     return 0;
 }
 
@@ -154,10 +164,8 @@ static struct yfi_arena *arena_new(struct yfi_pool *p)
     return a;
 }
 
-void *yfi_pool_get(struct yfi_pool *p)
+void *yfi_pool_carve(struct yfi_pool *p)
 {
-    if (YF_LIKELY(p->nfree))
-        return p->free[--p->nfree];
     struct yfi_arena *a = p->arenas;
     if (!a || a->carved == a->nslots) {
         a = arena_new(p);
@@ -182,9 +190,9 @@ void *yfi_pool_get(struct yfi_pool *p)
     return slot;
 }
 
-void yfi_pool_put(struct yfi_pool *p, void *slot)
+void yfi_pool_put_grow(struct yfi_pool *p, void *slot)
 {
-    if (YF_UNLIKELY(p->nfree == p->capfree)) {
+    if (p->nfree == p->capfree) {
         size_t cap = p->capfree ? 2 * p->capfree : 64;
         void **f = realloc(p->free, cap * sizeof *f);
         if (!f) {
@@ -238,26 +246,9 @@ void yfi_pool_destroy(struct yfi_pool *p)
     memset(p, 0, sizeof *p);
 }
 
-/* Stack tops step down 64 bytes per colour; a slot's colour is its index
- * modulo the number of colours, 1 per KiB of slot up to 64. */
-#define COLOUR_STEP 64
-
-static size_t ncolours(size_t size)
-{
-    size_t n = size / 16 / COLOUR_STEP;
-    return n > 64 ? 64 : n;
-}
-
-void *yfi_slot_top(const struct yfi_pool *p, void *slot)
-{
-    size_t colour = ((uintptr_t)slot / p->size) % ncolours(p->size);
-    char *top = (char *)yfi_slot_header((uintptr_t)slot, p->size) - colour * COLOUR_STEP;
-    return (void *)((uintptr_t)top & ~(uintptr_t)15);
-}
-
 size_t yfi_pool_usable(const struct yfi_pool *p)
 {
-    return p->size - p->page - sizeof(struct yfi_slot_header) - ncolours(p->size) * COLOUR_STEP;
+    return p->size - p->page - sizeof(struct yfi_slot_header) - ncolours(p->size) * YFI_COLOUR_STEP;
 }
 
 size_t yfi_slot_hwm(const struct yfi_pool *p, void *slot)

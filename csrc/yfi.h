@@ -198,18 +198,54 @@ struct yfi_pool {
     void **free;               /* LIFO of free slot bases: warm stacks first */
     size_t nfree, capfree;
     uint64_t carved, narenas;
+    /* yfi_slot_top's colour: (slot >> shift) & colour_mask, the slot's index
+     * modulo the number of colours (both powers of two); a division there
+     * cost ~20 cycles per coroutine created. */
+    unsigned shift;
+    size_t colour_mask;
 };
 
+/* size is a power of two (the arenas' alignment and the colours rely on it). */
 YFI_FUNC int yfi_pool_init(struct yfi_pool *p, size_t size, int guard);
 YFI_FUNC void yfi_pool_destroy(struct yfi_pool *p);
-/* A slot base, from the pool when one is free, else carved (guard installed
- * then). NULL with ENOMEM. */
-YFI_FUNC void *yfi_pool_get(struct yfi_pool *p);
-YFI_FUNC void yfi_pool_put(struct yfi_pool *p, void *slot);
+/* The out-of-line halves of get and put: carve a new slot (guard installed
+ * then; NULL with ENOMEM), and grow the free list to keep one. */
+YFI_FUNC void *yfi_pool_carve(struct yfi_pool *p);
+YFI_FUNC void yfi_pool_put_grow(struct yfi_pool *p, void *slot);
+
+/* A slot base, from the pool when one is free, else carved. NULL with
+ * ENOMEM. Inline: a pooled get or put is two loads and a store, and a call
+ * around it cost more than that in every coroutine's life. */
+static inline void *yfi_pool_get(struct yfi_pool *p)
+{
+    if (YF_LIKELY(p->nfree))
+        return p->free[--p->nfree];
+    return yfi_pool_carve(p);
+}
+
+static inline void yfi_pool_put(struct yfi_pool *p, void *slot)
+{
+    if (YF_LIKELY(p->nfree < p->capfree)) {
+        p->free[p->nfree++] = slot;
+        return;
+    }
+    yfi_pool_put_grow(p, slot);
+}
+
 YFI_FUNC size_t yfi_pool_trim(struct yfi_pool *p);
+
+/* Stack tops step down this many bytes per colour. */
+#define YFI_COLOUR_STEP 64
+
 /* Top of the usable stack of a slot: below the header, lowered by a cache
- * colour so that stacks of neighbouring slots do not alias in L1 sets. */
-YFI_FUNC void *yfi_slot_top(const struct yfi_pool *p, void *slot);
+ * colour (the slot's index modulo the pool's colours) so that stacks of
+ * neighbouring slots do not alias in L1 sets. */
+static inline void *yfi_slot_top(const struct yfi_pool *p, void *slot)
+{
+    size_t colour = ((uintptr_t)slot >> p->shift) & p->colour_mask;
+    char *top = (char *)yfi_slot_header((uintptr_t)slot, p->size) - colour * YFI_COLOUR_STEP;
+    return (void *)((uintptr_t)top & ~(uintptr_t)15);
+}
 YFI_FUNC size_t yfi_slot_hwm(const struct yfi_pool *p, void *slot);
 /* The usable stack every slot of the pool has at least (yf_sched_usable_stack). */
 YFI_FUNC size_t yfi_pool_usable(const struct yfi_pool *p);
