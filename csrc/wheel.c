@@ -100,6 +100,9 @@ struct yf_wheel {
     uint64_t *out_payloads, *out_deadlines;
     size_t out_max, out_n;
     int collecting;
+    /* advance_rearm's delays: each collected timer is armed again at the
+     * tick it fired + out_rearm[its index]; NULL otherwise. */
+    const uint64_t *out_rearm;
     unsigned char level_of_bit[64];
     struct level lv[MAXLEVELS];
 };
@@ -375,6 +378,8 @@ static int deliver(yf_wheel *wh, yf_timer *t)
         wh->out_n++;
     }
     disarm(wh, t);
+    if (wh->collecting && wh->out_rearm)
+        yf_wheel_add(wh, t, wh->now + wh->out_rearm[wh->out_n - 1]);
     return 1;
 }
 
@@ -522,6 +527,10 @@ static int64_t run(yf_wheel *wh, uint64_t target)
             } else if (wh->collecting) {
                 wh->out_payloads[wh->out_n] = t->payload;
                 wh->out_deadlines[wh->out_n] = t->deadline;
+                /* A re-arm lands on a later tick's slot (delay >= 1) or on
+                 * the due list (delay 0), never in this slot again. */
+                if (wh->out_rearm)
+                    yf_wheel_add(wh, t, e + wh->out_rearm[wh->out_n]);
                 wh->out_n++;
             }
             fired++;
@@ -552,6 +561,20 @@ int64_t yf_wheel_advance_collect(yf_wheel *wh, uint64_t now, uint64_t *payloads,
     int64_t r = run(wh, now);
     wh->collecting = 0;
     return r < 0 ? -1 : (int64_t)wh->out_n;
+}
+
+int64_t yf_wheel_advance_rearm(yf_wheel *wh, uint64_t now, const uint64_t *delays, uint64_t *payloads,
+                               uint64_t *deadlines, size_t max)
+{
+    if (!wh || (max && !delays))
+        return yfi_fail(EINVAL);
+    /* The periodic-timer case of the batch API in one pass: the Python
+     * caller's advance_many + add_many of the same timers cost two calls,
+     * two handle releases and a slot reuse per expiry. */
+    wh->out_rearm = delays;
+    int64_t r = yf_wheel_advance_collect(wh, now, payloads, deadlines, max);
+    wh->out_rearm = NULL;
+    return r;
 }
 
 uint64_t yf_wheel_next(const yf_wheel *wh)

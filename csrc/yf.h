@@ -299,6 +299,14 @@ int64_t yf_wheel_cancel_many(yf_wheel *wh, yf_timer *timers, const uint32_t *idx
  * with the same now goes on where this one stopped. Returns the number
  * written; -1 with EINVAL when now is before the wheel's time, EBUSY. */
 int64_t yf_wheel_advance_collect(yf_wheel *wh, uint64_t now, uint64_t *payloads, uint64_t *deadlines, size_t max);
+/* advance_collect that re-arms: the k-th collected timer is armed again at
+ * the tick it fired plus delays[k] (a delay of 0 makes it due at the next
+ * advance) and stays pending, its payload and old deadline written as
+ * advance_collect writes them; at most max, delays has max entries. Returns
+ * the number re-armed; -1 with EINVAL (NULL arrays, now before the wheel's
+ * time), EBUSY. */
+int64_t yf_wheel_advance_rearm(yf_wheel *wh, uint64_t now, const uint64_t *delays, uint64_t *payloads,
+                               uint64_t *deadlines, size_t max);
 
 /* ======================================================================
  * Socket buffer (sbuf.c): a ring of fixed-size chunks with head, cursor

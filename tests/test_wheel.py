@@ -192,6 +192,43 @@ def test_advance_many_in_chunks_keeps_order():
     w.close()
 
 
+def test_advance_rearm_matches_advance_then_add():
+    """advance_rearm over many ticks at once = advancing tick by tick and
+    re-arming each expiry at its tick + its delay; handles stay pending."""
+    rng = np.random.default_rng(2)
+    d = rng.integers(0, 300, 500)
+    w, ref = TimerWheel((3, 3, 2)), TimerWheel((3, 3, 2))
+    hs = w.add_many(d, np.arange(len(d)))
+    ref.add_many(d, np.arange(len(d)))
+    delays = rng.integers(1, 400, 100_000)
+    got_p, got_d, k = [], [], 0
+    for now in (0, 5, 5, 90, 700, 2000):
+        while True:
+            h, dd, p = w.advance_rearm(now, delays[k:k + 64])
+            k += len(h)
+            got_p += p.tolist()
+            got_d += dd.tolist()
+            assert all(w.pending(int(x)) for x in h)
+            if w.now == now:
+                break
+        w.check()
+    want_p, want_d, j = [], [], 0
+    for t in range(0, 2001):
+        for e in ref.advance(t):
+            want_p.append(e.payload)
+            want_d.append(e.deadline)
+            ref.add(t + int(delays[j]), e.payload)
+            j += 1
+    assert got_p == want_p and got_d == want_d and k == j
+    assert len(w) == len(d) and all(w.pending(int(x)) for x in hs)
+    with pytest.raises(ValueError):
+        w.advance_rearm(10, [1])
+    with pytest.raises(ValueError):
+        w.advance_rearm(3000, [-1])
+    w.close()
+    ref.close()
+
+
 def test_occupancy_picture():
     w = TimerWheel((3, 3))
     w.add_many(np.array([1, 2, 2, 9, 60, 100]))

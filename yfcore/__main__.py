@@ -100,7 +100,7 @@ def _bench(args) -> int:
             width = max(len(b["bar"]) for b in bars)
             for b in bars:
                 print(f"  {b['bar']:<{width}}  {b['value']:8.3g}  wanted {b['wanted']:<7} "
-                      f"{'met' if b['met'] else 'not met'}")
+                      f"{'pass' if b['met'] else 'FAIL'}")
     return 0
 
 

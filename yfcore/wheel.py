@@ -354,6 +354,35 @@ class TimerWheel(Owned):
         self._give_back(handles, slots, _EXPIRED)
         return handles, deadlines, payloads
 
+    @guarded
+    def advance_rearm(self, now: int, delays):
+        """Move time towards `now`, re-arming each expired timer: the k-th one
+        is armed again at the tick it fired plus delays[k] and keeps its
+        handle. Returns (handles, deadlines, payloads) of the re-armed timers
+        (deadlines: the ones that fired) as int64 arrays, in the order of
+        advance(). When more timers expire than `delays` has entries, the call
+        stops after len(delays) of them; the rest stay due, `now` property
+        then reads less than `now`, and the next call goes on."""
+        now = _int("now", now)
+        dl = _array("delays", delays)
+        wh = self._h
+        k = len(dl)
+        if self._out_h is None or len(self._out_h) < k:
+            self._out_buffers(max(1024, k))
+        if dl.dtype == np.int64 and dl.flags.c_contiguous:
+            dl = dl.view(np.uint64)
+        else:
+            dl = np.ascontiguousarray(dl, np.uint64)
+        n = lib.yf_wheel_advance_rearm(wh, now, ffi.from_buffer("uint64_t[]", dl), self._out_hc, self._out_dc, k)
+        if n < 0:
+            e = ffi.errno
+            if e == errno.EINVAL:
+                raise ValueError(f"now must not go back: the wheel is at {lib.yf_wheel_now(wh)}, got {now}")
+            raise error("yf_wheel_advance_rearm", e)
+        handles = self._out_h[:n].copy()
+        deadlines = self._out_d[:n].copy()
+        return handles, deadlines, self._payload[handles & _SLOT_MASK]
+
     def _out_buffers(self, size: int) -> None:
         """advance_collect's output arrays (handles are the records' payloads;
         deadlines are below 2**63), with their cffi views made once."""

@@ -129,35 +129,51 @@ static void advance(struct churn *c)
     }
 }
 
+/* One step of the workload; step s of the run (warm-up included) decides
+ * the ticks. */
+static inline void churn_step(struct churn *c, int64_t s)
+{
+    yf_timer *t = c->spare;
+    t->payload = c->npend;
+    c->pend[c->npend++] = t;
+    arm(c, t);
+    size_t r = (size_t)below(c, c->npend);
+    yf_timer *v = c->pend[r];
+    if (c->kind == YF_CHURN_WHEEL)
+        yf_wheel_cancel(c->wh, v);
+    else
+        heap_remove(&c->h, v);
+    c->events++;
+    c->pend[r] = c->pend[--c->npend];
+    c->pend[r]->payload = r;
+    c->spare = v;
+    if (s % YF_CHURN_TICK_STEPS == YF_CHURN_TICK_STEPS - 1)
+        advance(c);
+}
+
+/* The warm-up: the same steps, out of callgrind's count. The initial
+ * timers' deadlines are uniform over the horizon, which the steady state's
+ * are not (cancels and re-arms reshape them), so counts taken before one
+ * horizon has passed describe a transient. */
+__attribute__((noinline)) static void churn_warm(struct churn *c, int64_t steps)
+{
+    for (int64_t s = 0; s < steps; s++)
+        churn_step(c, s);
+}
+
 /* The measured loop, kept out of line so that callgrind can count it alone
  * (--toggle-collect=churn_steps*, see csrc/programs/wheel_churn.c). */
-__attribute__((noinline)) static void churn_steps(struct churn *c, int64_t steps)
+__attribute__((noinline)) static void churn_steps(struct churn *c, int64_t first, int64_t steps)
 {
-    for (int64_t s = 0; s < steps; s++) {
-        yf_timer *t = c->spare;
-        t->payload = c->npend;
-        c->pend[c->npend++] = t;
-        arm(c, t);
-        size_t r = (size_t)below(c, c->npend);
-        yf_timer *v = c->pend[r];
-        if (c->kind == YF_CHURN_WHEEL)
-            yf_wheel_cancel(c->wh, v);
-        else
-            heap_remove(&c->h, v);
-        c->events++;
-        c->pend[r] = c->pend[--c->npend];
-        c->pend[r]->payload = r;
-        c->spare = v;
-        if (s % YF_CHURN_TICK_STEPS == YF_CHURN_TICK_STEPS - 1)
-            advance(c);
-    }
+    for (int64_t s = first; s < first + steps; s++)
+        churn_step(c, s);
 }
 
 double yf_bench_wheel_churn(int kind, const unsigned *bits, unsigned nlevels, size_t pending,
-                            int64_t steps, uint64_t seed, uint64_t *events)
+                            int64_t warm, int64_t steps, uint64_t seed, uint64_t *events)
 {
     if ((kind != YF_CHURN_WHEEL && kind != YF_CHURN_HEAP) || pending < 1 || pending > ((size_t)1 << 30)
-        || steps < 0 || !events) {
+        || warm < 0 || steps < 0 || !events) {
         errno = EINVAL;
         return -1;
     }
@@ -185,10 +201,11 @@ double yf_bench_wheel_churn(int kind, const unsigned *bits, unsigned nlevels, si
         arm(&c, &c.nodes[i]);
     }
     c.spare = &c.nodes[pending];
+    churn_warm(&c, warm);
     c.events = 0;
 
     uint64_t t0 = yfi_now_ns();
-    churn_steps(&c, steps);
+    churn_steps(&c, warm, steps);
     double ns = (double)(yfi_now_ns() - t0);
 
     *events = c.events;

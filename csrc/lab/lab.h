@@ -136,10 +136,12 @@ enum {
  * uniformly; every YF_CHURN_TICK_STEPS steps time advances one tick and
  * expired timers are re-armed. kind YF_CHURN_WHEEL: the wheel with levels
  * `bits`; YF_CHURN_HEAP: a binary heap with indexed cancel over yf_timer
- * nodes (bits unused). Returns elapsed ns (setup excluded) and the number of
+ * nodes (bits unused). `warm` steps run first, untimed and uncounted (one
+ * horizon, HORIZON * TICK_STEPS steps, reaches the steady state), then
+ * `steps`. Returns their elapsed ns (setup excluded) and the number of
  * events (adds + cancels) in *events; -1 with EINVAL, ENOMEM. */
 double yf_bench_wheel_churn(int kind, const unsigned *bits, unsigned nlevels, size_t pending,
-                            int64_t steps, uint64_t seed, uint64_t *events);
+                            int64_t warm, int64_t steps, uint64_t seed, uint64_t *events);
 /* Lateness of the event loop's timers under load: a scheduler and loop run
  * ncos coroutines; each sleeps `sleeps` times for a uniform 1..max_ms ms
  * (yf_sleep_ms), then spins busy_us us of CPU (load that delays the others'

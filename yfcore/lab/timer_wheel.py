@@ -26,7 +26,7 @@ from .provenance import provenance
 from .stats import ratio, summary
 
 __all__ = [
-    "SHAPES", "PENDING", "HORIZON", "TICK_STEPS", "churn_c", "churn_heapq", "churn_batch",
+    "SHAPES", "PENDING", "HORIZON", "TICK_STEPS", "STEADY_WARM", "churn_c", "churn_heapq", "churn_batch",
     "instructions", "bench", "ablation", "lateness", "occupancy_snapshot", "FAR_SIZES", "far_once", "far",
     "speed_bars", "lateness_summary", "sleep_pairs", "pairs_evidence", "loop_demand",
     "wheel_o1_evidence", "never_early_evidence"]
@@ -50,12 +50,13 @@ KINDS = {"wheel": lib.YF_CHURN_WHEEL, "heap": lib.YF_CHURN_HEAP}
 
 
 
-def churn_c(kind: str, pending: int, steps: int, bits=DEFAULT, seed: int = 1) -> float:
+def churn_c(kind: str, pending: int, steps: int, bits=DEFAULT, seed: int = 1, warm: int = 0) -> float:
     """ns per event of the C churn kernel: kind "wheel" (levels `bits`) or
-    "heap" (binary heap with indexed cancel, same 64-byte nodes)."""
+    "heap" (binary heap with indexed cancel, same 64-byte nodes), after
+    `warm` untimed steps."""
     ev = ffi.new("uint64_t *")
-    ns = lib.yf_bench_wheel_churn(KINDS[kind], ffi.new("unsigned[]", list(bits)), len(bits), pending, steps,
-                                  seed, ev)
+    ns = lib.yf_bench_wheel_churn(KINDS[kind], ffi.new("unsigned[]", list(bits)), len(bits), pending, warm,
+                                  steps, seed, ev)
     if ns < 0:
         raise OSError(ffi.errno, f"yf_bench_wheel_churn: {os.strerror(ffi.errno)}")
     return ns / ev[0]
@@ -102,7 +103,9 @@ def churn_heapq(pending: int, steps: int, seed: int = 1) -> float:
 def churn_batch(pending: int, steps: int, seed: int = 1, bits=DEFAULT) -> float:
     """ns per event of the workload driven from Python through TimerWheel's
     numpy batch API: per tick one add_many (64 adds), one cancel_many (64
-    cancels), one advance_many and one add_many for the re-arms."""
+    cancels) and one advance_rearm, which re-arms the expired timers in C
+    (each keeps its handle). The first tick is not timed: it grows the
+    wrapper's slot arrays past the initial timers once, which no later tick does."""
     from ..wheel import TimerWheel
 
     rng = np.random.default_rng(seed)
@@ -114,9 +117,13 @@ def churn_batch(pending: int, steps: int, seed: int = 1, bits=DEFAULT) -> float:
     live = np.arange(pending, dtype=np.int64)
     handle[live] = w.add_many(1 + rng.integers(0, HORIZON, pending), live)
     free = np.arange(pending, nkeys, dtype=np.int64)
-    now, events = 0, 0
-    t0 = time.perf_counter_ns()
-    for _ in range(steps // TICK_STEPS):
+    # Re-arm delays drawn per tick: comfortably more than the expected
+    # expiries (pending / HORIZON); a tick that needs more asks again.
+    ndelays = 2 * pending // HORIZON + TICK_STEPS
+    now, events, t0 = 0, 0, 0
+    for tick in range(steps // TICK_STEPS + 1):
+        if tick == 1:
+            events, t0 = 0, time.perf_counter_ns()
         handle[free] = w.add_many(now + 1 + rng.integers(0, HORIZON, TICK_STEPS), free)
         # 64 distinct victims among the pending and the new ones (redrawn
         # on a collision, which is rare but for small P).
@@ -131,10 +138,12 @@ def churn_batch(pending: int, steps: int, seed: int = 1, bits=DEFAULT) -> float:
         live[old] = free[keep]
         free = victims
         now += 1
-        _, _, keys = w.advance_many(now)
-        if len(keys):
-            handle[keys] = w.add_many(now + 1 + rng.integers(0, HORIZON, len(keys)), keys)
-        events += 2 * TICK_STEPS + len(keys)
+        while True:
+            h, _, _ = w.advance_rearm(now, 1 + rng.integers(0, HORIZON, ndelays))
+            events += len(h)
+            if w.now == now:
+                break
+        events += 2 * TICK_STEPS
     el = time.perf_counter_ns() - t0
     w.close()
     return el / events
@@ -148,9 +157,15 @@ def _program():
     return compile_program("wheel_churn", with_lab=True, cflags=("-O2",))
 
 
-def instructions(kind: str, pending: int, steps: int, bits=DEFAULT, seed: int = 1) -> float:
+# One horizon of steps: every initial deadline has passed and every pending
+# timer was armed by the workload itself (the steady state).
+STEADY_WARM = HORIZON * TICK_STEPS
+
+
+def instructions(kind: str, pending: int, steps: int, bits=DEFAULT, seed: int = 1, warm: int = 0) -> float:
     """Instructions per event of the measured loop alone (callgrind,
-    --toggle-collect on churn_steps): a count no cache or neighbour disturbs.
+    --toggle-collect on churn_steps), after `warm` steps outside the count:
+    a count no cache or neighbour disturbs.
     Raises RuntimeError when valgrind is missing or fails."""
     vg = shutil.which("valgrind")
     if not vg:
@@ -159,7 +174,7 @@ def instructions(kind: str, pending: int, steps: int, bits=DEFAULT, seed: int = 
     with tempfile.TemporaryDirectory() as d:
         out = os.path.join(d, "callgrind.out")
         cmd = [vg, "--tool=callgrind", f"--callgrind-out-file={out}", "--toggle-collect=churn_steps*",
-               str(prog), str(KINDS[kind]), str(pending), str(steps), str(seed), ",".join(map(str, bits))]
+               str(prog), str(KINDS[kind]), str(pending), str(steps), str(seed), ",".join(map(str, bits)), str(warm)]
         cp = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
         if cp.returncode != 0:
             raise RuntimeError(f"callgrind failed ({cp.returncode}): {cp.stderr[-500:]}")
@@ -199,14 +214,14 @@ def bench(quick: bool | None = None, progress: bool = False, rounds: int | None 
         for tag, p in PENDING.items():
             # Deterministic counts: one run each is the measurement.
             out[system][f"instr_per_event_{tag}"] = summary(
-                [instructions("wheel" if system == "yf" else "heap", p, n["valgrind"])])
+                [instructions("wheel" if system == "yf" else "heap", p, n["valgrind"], warm=STEADY_WARM)])
     out["ratios"] = {
         "yf_1m_over_c_heap_1m": ratio(raw["yf 1m"], raw["c_heap 1m"]),
         "heapq_1m_over_yf_batch_1m": ratio(raw["heapq 1m"], raw["yf_batch 1m"]),
         "yf_1m_over_yf_1k": ratio(raw["yf 1m"], raw["yf 1k"]),
         "c_heap_1m_over_c_heap_1k": ratio(raw["c_heap 1m"], raw["c_heap 1k"]),
     }
-    out["callgrind"] = {"steps": n["valgrind"]}
+    out["callgrind"] = {"steps": n["valgrind"], "warm_steps": STEADY_WARM}
     out["provenance"] = provenance(quick=q)
     return out
 
@@ -259,10 +274,10 @@ def speed_bars(result: dict) -> list[tuple[str, float, str]]:
     growth_yf = yf["instr_per_event_1m"]["median"] / yf["instr_per_event_1k"]["median"]
     growth_heap = heap["instr_per_event_1m"]["median"] / heap["instr_per_event_1k"]["median"]
     return [
-        ("yf instructions/event, 1M over 1K", growth_yf, "<= 1.5"),
+        ("yf instructions/event, 1M over 1K", growth_yf, "<= 1.2"),
         ("c_heap instructions/event 1M over 1K, less yf's", growth_heap - growth_yf, "> 0"),
         ("yf wall time at 1M over c_heap's", result["ratios"]["yf_1m_over_c_heap_1m"]["median"], "<= 1"),
-        ("heapq wall time at 1M over yf_batch's", result["ratios"]["heapq_1m_over_yf_batch_1m"]["median"], ">= 10"),
+        ("heapq wall time at 1M over yf_batch's", result["ratios"]["heapq_1m_over_yf_batch_1m"]["median"], ">= 20"),
     ]
 
 
