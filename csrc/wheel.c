@@ -362,10 +362,14 @@ static void cascade(yf_wheel *wh, uint64_t e)
                 yf_timer *next = t->next;
                 unsigned s0 = (unsigned)(t->deadline & L0->mask);
                 push(&L0->slots[s0], t);
-                bit_set(L0, s0);
+                L0->map[s0 >> 6] |= 1ull << (s0 & 63);
                 t->where = WHERE(1, s0);
                 t = next;
             }
+            /* The summary once for the whole slot, not once per timer. */
+            for (unsigned w = 0; w <= (unsigned)(L0->mask >> 6); w++)
+                if (L0->map[w])
+                    L0->summary |= 1ull << w;
             continue;
         }
         while (t) {
