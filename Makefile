@@ -21,14 +21,19 @@ test: $(STAMP)
 # The C tests under ASan+UBSan, TSan and valgrind memcheck, the runtime's
 # Python tests against an ASan build of the module (in build/sanitize/, the
 # in-place module untouched), then a short fuzz run (tests/sanitize.py;
-# needs valgrind and clang from Debian and atheris from PyPI in the venv).
+# needs valgrind and clang from Debian; installs atheris from PyPI in the venv).
+SANITIZE_STAMP := $(VENV)/.yfcore-sanitize
+$(SANITIZE_STAMP): $(STAMP)
+	$(VENV)/bin/pip install -e '.[dev,sanitize]'
+	touch $@
+
 sanitize: export YF_QUICK = 1
-sanitize: $(STAMP)
+sanitize: $(SANITIZE_STAMP)
 	$(VENV)/bin/python tests/sanitize.py $(ARGS)
 
 # A longer fuzz run at low priority: make fuzz FUZZ_SECONDS=900
 FUZZ_SECONDS ?= 600
-fuzz: $(STAMP)
+fuzz: $(SANITIZE_STAMP)
 	nice -n 19 $(VENV)/bin/python tests/sanitize.py --only fuzz --fuzz-seconds $(FUZZ_SECONDS)
 
 # Recompiles the extension in place without reinstalling; needs the venv.

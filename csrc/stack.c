@@ -2,6 +2,7 @@
  * pages, a LIFO pool, high-water marks, and the guard-hit reporter. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -90,10 +91,16 @@ int yf_guard_regions_supported(void)
         /* A successful madvise is not proof: qemu-user answers 0 to advice
          * it does not know and installs nothing, which left every stack
          * unguarded there. A real guard region makes the kernel's own read
-         * of the page fail with EFAULT (access(2) reads the path from it);
-         * an unguarded page holds "" and gives ENOENT. */
-        k = madvise(p, page, MADV_GUARD_INSTALL) == 0 && access((const char *)p, F_OK) == -1 &&
-            errno == EFAULT;
+         * of the page fail with EFAULT: write(2) of its first byte into a
+         * pipe fails so, where an unguarded page gives its byte. (Not a
+         * path argument: valgrind reads a path itself to check it, and dies
+         * of the fault; a buffer it checks in its shadow memory only.) */
+        int fds[2];
+        if (madvise(p, page, MADV_GUARD_INSTALL) == 0 && pipe2(fds, O_CLOEXEC) == 0) {
+            k = write(fds[1], p, 1) == -1 && errno == EFAULT;
+            close(fds[0]);
+            close(fds[1]);
+        }
         munmap(p, 2 * page);
     }
     errno = saved;

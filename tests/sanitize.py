@@ -20,6 +20,7 @@ anything failed. A step whose tool is missing (valgrind, clang, atheris)
 fails with what to install (apt-get install valgrind clang; .venv/bin/pip install atheris).
 """
 import argparse
+import functools
 import importlib.util
 import os
 import shutil
@@ -32,7 +33,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "build" / "sanitize"
-C_DIR = ROOT / "tests" / "c"
 FUZZ_DIR = ROOT / "tests" / "fuzz"
 STEPS = ("c-asan", "c-tsan", "memcheck", "py-asan", "fuzz")
 
@@ -56,8 +56,10 @@ SANITIZER_REPORTS = ("ERROR: AddressSanitizer", "runtime error:", "WARNING: Thre
 TSAN_SKIP = {"test_loop": "TSan defers signal handlers past epoll_pwait2 (not intercepted); no threads",
              "test_guard": "faults and signal handlers, which TSan defers; no threads",
              "test_sbuf": "an RLIMIT_AS test, which TSan's shadow mappings exhaust; no threads"}
-# test_guard's faults are the runtime's reporter's to handle, not ASan's.
+# test_guard's faults are the runtime's reporter's to handle, not ASan's,
+# and the reads that make them are no errors for memcheck to count.
 ASAN_EXTRA = {"test_guard": ":handle_segv=0"}
+VALGRIND_EXTRA = {"test_guard": ("--suppressions=" + str(ROOT / "tests" / "c" / "test_guard.supp"),)}
 
 
 def _load(name: str, path: Path):
@@ -103,10 +105,19 @@ def _clean(cp) -> tuple[bool, str]:
     return cp.returncode == 0 and not reported, out
 
 
+@functools.cache
+def _c_tests():
+    """tests/test_c.py, whose PROGRAMS are this machine's C tests (an "arch:" marker
+    keeps a program to its architecture) and whose _marker reads a marker."""
+    return _load("test_c", ROOT / "tests" / "test_c.py")
+
+
 def _marker(path: Path, name: str):
-    import re
-    m = re.search(rf"^\s*\*?\s*{name}:\s*(.+?)\s*$", path.read_text(), re.M)
-    return m.group(1) if m else None
+    return _c_tests()._marker(path, name)
+
+
+def _programs(prefix: str = "") -> list[Path]:
+    return [p for p in _c_tests().PROGRAMS if p.name.startswith(prefix)]
 
 
 def _compile_c(path: Path, flags: tuple[str, ...], out: Path, extra_sources=(), ldflags=()) -> Path:
@@ -173,7 +184,7 @@ def _hook_suite_clean(cp) -> tuple[bool, str]:
 def step_c_asan(res: Results):
     env = {"ASAN_OPTIONS": ASAN_OPTIONS, "UBSAN_OPTIONS": UBSAN_OPTIONS}
     jobs = []
-    for path in sorted(C_DIR.glob("*.c")):
+    for path in _programs():
         for build, flags in (("release", ("-DNDEBUG",)), ("debug", ("-DYF_DEBUG",))):
             def run(prog, path=path):
                 cp = _run([prog], {**env, "ASAN_OPTIONS": ASAN_OPTIONS + ASAN_EXTRA.get(path.stem, "")},
@@ -206,7 +217,7 @@ def step_c_tsan(res: Results):
     run = lambda prog: _clean(_run([prog], env, timeout=300))  # noqa: E731
     jobs = [_compiled("c-tsan hook_suite", lambda: _hook_suite(TSAN, BUILD / "c-tsan"),
                       lambda prog: _hook_suite_clean(_run([prog], env, timeout=300)))]
-    for path in sorted(C_DIR.glob("test_*.c")):
+    for path in _programs("test_"):
         if path.stem in TSAN_SKIP:
             print(f"SKIP c-tsan {path.stem}: {TSAN_SKIP[path.stem]}")
             continue
@@ -221,8 +232,9 @@ def step_memcheck(res: Results):
         return
     _parallel(res, [_compiled(f"memcheck {path.stem}",
                               lambda path=path: _compile_c(path, ("-DNDEBUG",), BUILD / "memcheck"),
-                              lambda prog: _clean(_run([*VALGRIND, prog], timeout=900)))
-                    for path in sorted(C_DIR.glob("test_*.c"))])
+                              lambda prog, path=path: _clean(_run([*VALGRIND, *VALGRIND_EXTRA.get(path.stem, ()), prog],
+                                                                      timeout=900)))
+                    for path in _programs("test_")])
 
 
 # ---- the cffi module -----------------------------------------------------------

@@ -177,15 +177,12 @@ def _step(fdp, sb, m: Model) -> None:
         n = fdp.ConsumeIntInRange(0, 8)
         max_len = fdp.ConsumeIntInRange(0, 1000)
         want_k, want_b, want_s, end, bad = _parse(m.data, m.cur, n, max_len)
-        if bad:
-            _refused("take_messages of a length over max_len", lambda: sb.take_messages(n, max_len), ValueError)
-            # The cursor is on the bad message, whatever went before it.
-            rest = m.data[end:]
-            assert sb.read() == rest
-            sb.seek(-len(rest), 2)
-            m.data = m.data[end - sb.tell():]
-            m.cur = sb.tell()
+        if bad and want_k == 0:
+            _refused("take_messages of a length over max_len at the cursor",
+                     lambda: sb.take_messages(n, max_len), ValueError)
+            # Nothing consumed: the cursor stays on the bad length.
         else:
+            # A bad length after good messages ends the batch before it.
             assert sb.take_messages(n, max_len) == (want_k, want_b, want_s)
             del m.data[:end]
             m.cur = 0

@@ -4,8 +4,8 @@ Each input is a wheel shape (1-5 levels of 1-10 bits), a starting tick and a
 sequence of operations: add and add_many with deadlines near, far (past every
 level) or already past; cancel and cancel_many of pending, stale and made-up
 handles; advance and advance_many by small and huge steps, and backwards.
-Expiries must come out exactly as the model says (effective deadline, then
-arming order, as in tests/test_wheel.py), and yf_wheel_check must hold after
+Expiries must come out exactly as the model says (deadline, then arming
+order, also for deadlines already past when armed; as in tests/test_wheel.py), and yf_wheel_check must hold after
 every operation.
 
 Run by `tests/sanitize.py --only fuzz` (see fuzz_sbuf.py).
@@ -30,7 +30,7 @@ class Model:
         self.pending = {}
 
     def add(self, handle, deadline, payload):
-        self.pending[handle] = (max(deadline, self.now), self.seq, deadline, payload)
+        self.pending[handle] = (deadline, self.seq, deadline, payload)
         self.seq += 1
 
     def advance(self, now):
