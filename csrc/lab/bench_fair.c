@@ -3,15 +3,10 @@
  * same stack-top treatment (yfi_slot_top's colour offset) and the same code
  * placement treatment.
  *
- * Code placement: the one-way switch of Boost fcontext and of yfcore's bare
- * switch ends with an indirect jmp to the other side's resume address, and
- * on the machine this was built on (AMD Zen 4) the time per switch doubles
- * or triples depending only on where the calling loop's code lies relative to
- * the other side's (csrc/programs/switch_placement.c measures it; notebook
- * 01 shows it). So each kernel exists in YF_BENCH_PLACEMENTS copies, the same
- * C shifted by 0, 2, 4, ... bytes of never-executed padding inside a
- * 64-byte-aligned function; the benchmark times every competitor at every
- * placement and keeps each one's fastest, the same rule for all. */
+ * Code placement: each kernel exists in YF_BENCH_PLACEMENTS copies that
+ * differ only in where their code lies (placement.h says why); the benchmark
+ * times every competitor at every placement and keeps each one's fastest,
+ * the same rule for all. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <stdlib.h>
@@ -19,17 +14,7 @@
 
 #include "../yfi.h"
 #include "lab.h"
-
-#define STR_(x) #x
-#define STR(x) STR_(x)
-#define FAIR __attribute__((noinline, aligned(64)))
-#if defined(__aarch64__)
-/* A64 instructions are 4 bytes and 4-aligned: there the copies shift by
- * 2n bytes (0, 4, ... 28) of zero words, each an undefined instruction. */
-#define PAD(n) __asm__ volatile("b 1f\n.if " STR(n) "\n.skip 2*" STR(n) ", 0\n.endif\n1:")
-#else
-#define PAD(n) __asm__ volatile("jmp 1f\n.if " STR(n) "\n.skip " STR(n) ", 0xcc\n.endif\n1:")
-#endif
+#include "placement.h"
 
 /* ---- stacks: one policy per row, one top formula for all ------------------- */
 
@@ -96,13 +81,13 @@ static int boost_ready(void)
     return 1;
 }
 
-static FAIR void f_pingpong(ftransfer t)
+static YF_PLACED void f_pingpong(ftransfer t)
 {
     for (;;)
         t = f_jump(t.ctx, NULL);
 }
 
-static FAIR void f_three(ftransfer t)
+static YF_PLACED void f_three(ftransfer t)
 {
     for (int i = 0; i < 3; i++)
         t = f_jump(t.ctx, NULL);
@@ -117,14 +102,14 @@ static struct {
     yfi_ctx_fn sw;
 } raw;
 
-static FAIR void raw_body(void *v)
+static YF_PLACED void raw_body(void *v)
 {
     (void)v;
     for (;;)
         raw.sw(&raw.co_sp, raw.main_sp, NULL);
 }
 
-static FAIR intptr_t yield_until(void *arg)
+static YF_PLACED intptr_t yield_until(void *arg)
 {
     volatile int *stop = arg;
     while (!*stop)
@@ -132,7 +117,7 @@ static FAIR intptr_t yield_until(void *arg)
     return 0;
 }
 
-static FAIR intptr_t three_yields(void *arg)
+static YF_PLACED intptr_t three_yields(void *arg)
 {
     (void)arg;
     yf_co_yield();
@@ -145,13 +130,13 @@ static FAIR intptr_t three_yields(void *arg)
 
 static ucontext_t uc_main, uc_co;
 
-static FAIR void uc_pingpong(void)
+static YF_PLACED void uc_pingpong(void)
 {
     for (;;)
         swapcontext(&uc_co, &uc_main);
 }
 
-static FAIR void uc_three(void)
+static YF_PLACED void uc_three(void)
 {
     for (int i = 0; i < 3; i++)
         swapcontext(&uc_co, &uc_main);
@@ -173,9 +158,9 @@ static void uc_prepare(char *low, char *top, void (*fn)(void), ucontext_t *link)
  * allocator policy. Each returns nanoseconds, or -1 with errno. */
 
 #define SWITCH_KERNELS(P)                                                            \
-    static FAIR double sw_yf_##P(int64_t n, unsigned flags, size_t size)             \
+    static YF_PLACED double sw_yf_##P(int64_t n, unsigned flags, size_t size)             \
     {                                                                                \
-        PAD(P);                                                                      \
+        YF_PAD(P);                                                                      \
         yf_sched *s = yf_sched_new(size, flags);                                     \
         if (!s)                                                                      \
             return -1;                                                               \
@@ -198,9 +183,9 @@ static void uc_prepare(char *low, char *top, void (*fn)(void), ucontext_t *link)
         yf_sched_free(s);                                                            \
         return t;                                                                    \
     }                                                                                \
-    static FAIR double sw_raw_##P(int64_t n, yfi_ctx_fn sw, struct stk *k)           \
+    static YF_PLACED double sw_raw_##P(int64_t n, yfi_ctx_fn sw, struct stk *k)           \
     {                                                                                \
-        PAD(P);                                                                      \
+        YF_PAD(P);                                                                      \
         void *p = stk_get(k);                                                        \
         if (!p)                                                                      \
             return -1;                                                               \
@@ -218,9 +203,9 @@ static void uc_prepare(char *low, char *top, void (*fn)(void), ucontext_t *link)
         stk_put(k, p);                                                               \
         return t;                                                                    \
     }                                                                                \
-    static FAIR double sw_boost_##P(int64_t n, struct stk *k)                        \
+    static YF_PLACED double sw_boost_##P(int64_t n, struct stk *k)                        \
     {                                                                                \
-        PAD(P);                                                                      \
+        YF_PAD(P);                                                                      \
         void *p = stk_get(k);                                                        \
         if (!p)                                                                      \
             return -1;                                                               \
@@ -233,9 +218,9 @@ static void uc_prepare(char *low, char *top, void (*fn)(void), ucontext_t *link)
         stk_put(k, p);                                                               \
         return el;                                                                   \
     }                                                                                \
-    static FAIR double sw_uc_##P(int64_t n, struct stk *k)                           \
+    static YF_PLACED double sw_uc_##P(int64_t n, struct stk *k)                           \
     {                                                                                \
-        PAD(P);                                                                      \
+        YF_PAD(P);                                                                      \
         void *p = stk_get(k);                                                        \
         if (!p)                                                                      \
             return -1;                                                               \
@@ -248,9 +233,9 @@ static void uc_prepare(char *low, char *top, void (*fn)(void), ucontext_t *link)
         stk_put(k, p);                                                               \
         return t;                                                                    \
     }                                                                                \
-    static FAIR double life_yf_##P(int64_t n, unsigned flags, size_t size)           \
+    static YF_PLACED double life_yf_##P(int64_t n, unsigned flags, size_t size)           \
     {                                                                                \
-        PAD(P);                                                                      \
+        YF_PAD(P);                                                                      \
         yf_sched *s = yf_sched_new(size, flags);                                     \
         if (!s)                                                                      \
             return -1;                                                               \
@@ -273,9 +258,9 @@ static void uc_prepare(char *low, char *top, void (*fn)(void), ucontext_t *link)
         yf_sched_free(s);                                                            \
         return (double)t;                                                            \
     }                                                                                \
-    static FAIR double life_boost_##P(int64_t n, struct stk *k)                      \
+    static YF_PLACED double life_boost_##P(int64_t n, struct stk *k)                      \
     {                                                                                \
-        PAD(P);                                                                      \
+        YF_PAD(P);                                                                      \
         uint64_t t0 = 0;                                                             \
         for (int64_t i = -1; i < n; i++) {                                           \
             if (i == 0)                                                              \
@@ -293,7 +278,7 @@ static void uc_prepare(char *low, char *top, void (*fn)(void), ucontext_t *link)
     }                                                                                \
     /* One life per call: swapcontext returns twice, and a frame of its own          \
      * keeps the caller's loop counter out of the registers it may clobber. */       \
-    static FAIR int uc_life_##P(struct stk *k)                                       \
+    static YF_PLACED int uc_life_##P(struct stk *k)                                       \
     {                                                                                \
         void *p = stk_get(k);                                                        \
         if (!p)                                                                      \
@@ -304,9 +289,9 @@ static void uc_prepare(char *low, char *top, void (*fn)(void), ucontext_t *link)
         stk_put(k, p);                                                               \
         return 0;                                                                    \
     }                                                                                \
-    static FAIR double life_uc_##P(int64_t n, struct stk *k)                         \
+    static YF_PLACED double life_uc_##P(int64_t n, struct stk *k)                         \
     {                                                                                \
-        PAD(P);                                                                      \
+        YF_PAD(P);                                                                      \
         uint64_t t0 = 0;                                                             \
         for (int64_t i = -1; i < n; i++) {                                           \
             if (i == 0)                                                              \
@@ -317,17 +302,10 @@ static void uc_prepare(char *low, char *top, void (*fn)(void), ucontext_t *link)
         return (double)(yfi_now_ns() - t0);                                          \
     }
 
-SWITCH_KERNELS(0)
-SWITCH_KERNELS(2)
-SWITCH_KERNELS(4)
-SWITCH_KERNELS(6)
-SWITCH_KERNELS(8)
-SWITCH_KERNELS(10)
-SWITCH_KERNELS(12)
-SWITCH_KERNELS(14)
+YF_EACH_PLACEMENT(SWITCH_KERNELS)
 
-#define TABLE(f) {f##_0, f##_2, f##_4, f##_6, f##_8, f##_10, f##_12, f##_14}
-_Static_assert(YF_BENCH_PLACEMENTS == 8, "one table entry per placement");
+#define TABLE YF_PLACEMENT_TABLE
+_Static_assert(YF_BENCH_PLACEMENTS == YF_NPLACEMENTS, "one table entry per placement");
 static double (*const sw_yf[])(int64_t, unsigned, size_t) = TABLE(sw_yf);
 static double (*const sw_raw[])(int64_t, yfi_ctx_fn, struct stk *) = TABLE(sw_raw);
 static double (*const sw_boost[])(int64_t, struct stk *) = TABLE(sw_boost);

@@ -9,6 +9,7 @@
 
 #include "yf.h"
 #include "link_drive.h"
+#include "lab/placement.h"
 #ifdef LINK_HOOKS
 #include "yfhook.h"
 #endif
@@ -20,33 +21,51 @@ static double now_ns(void)
     return ts.tv_sec * 1e9 + ts.tv_nsec;
 }
 
-static intptr_t yield_n(void *arg)
-{
-    int64_t n = (intptr_t)arg;
-    for (int64_t i = 0; i < n; i++)
-        yf_co_yield();
-    return n;
-}
+/* One copy of the coroutine body and of the timed loop per placement: n
+ * resumes each come back from one yield; the (n+1)th runs the body to its
+ * end, outside the timed part. Each round trip is two calls into the
+ * runtime (yf_co_resume, yf_co_yield) and two switches. */
+#define SWITCH_LOOP(P)                                                                 \
+    static YF_PLACED intptr_t yield_n_##P(void *arg)                                   \
+    {                                                                                  \
+        YF_PAD(P);                                                                     \
+        int64_t n = (intptr_t)arg;                                                     \
+        for (int64_t i = 0; i < n; i++)                                                \
+            yf_co_yield();                                                             \
+        return n;                                                                      \
+    }                                                                                  \
+    static YF_PLACED double resume_n_##P(yf_sched *s, int64_t n, yf_co **co)          \
+    {                                                                                  \
+        YF_PAD(P);                                                                     \
+        *co = yf_co_create(s, yield_n_##P, (void *)(intptr_t)n);                       \
+        if (!*co)                                                                      \
+            return -1;                                                                 \
+        double t0 = now_ns();                                                          \
+        for (int64_t i = 0; i < n; i++)                                                \
+            yf_co_resume(*co);                                                         \
+        return now_ns() - t0;                                                          \
+    }
+YF_EACH_PLACEMENT(SWITCH_LOOP)
+_Static_assert(LINK_PLACEMENTS == YF_NPLACEMENTS, "one copy per placement");
+static double (*const resume_n[])(yf_sched *, int64_t, yf_co **) = YF_PLACEMENT_TABLE(resume_n);
 
-double link_drive_switch(int64_t n, int64_t *finished)
+double link_drive_switch(int placement, int64_t n, int64_t *finished)
 {
+    if (placement < 0 || placement >= LINK_PLACEMENTS || n < 1) {
+        errno = EINVAL;
+        return -1;
+    }
     yf_sched *s = yf_sched_new(65536, 0);
     if (!s)
         return -1;
-    yf_co *co = yf_co_create(s, yield_n, (void *)(intptr_t)n);
-    if (!co) {
+    yf_co *co;
+    double t = resume_n[placement](s, n, &co);
+    if (t < 0) {
         int e = errno;
         yf_sched_free(s);
         errno = e;
         return -1;
     }
-    /* n resumes each come back from one yield; the (n+1)th runs the body
-     * to its end, outside the timed part. Each round trip is two calls into
-     * the runtime (yf_co_resume, yf_co_yield) and two switches. */
-    double t0 = now_ns();
-    for (int64_t i = 0; i < n; i++)
-        yf_co_resume(co);
-    double t = now_ns() - t0;
     yf_co_resume(co);
     intptr_t status = -1;
     *finished = yf_co_state(co) == YF_DONE && yf_co_reap(co, &status) == 0 ? status : -1;

@@ -2,7 +2,9 @@
  *     link_main N_SWITCH N_CALL [N_HOOKED]
  * (N_HOOKED only in builds with the hooks, -DLINK_HOOKS.) Each figure is the
  * best of PASSES passes: a run lasts milliseconds, and one preemption would
- * otherwise stand for the whole run.
+ * otherwise stand for the whole run. The round trip is the best over the
+ * passes and every placement of its loop (link_drive.h), as each build's
+ * code lies where its linker put it: "placement" names the fastest.
  * Exit 1 when the runtime fails or the coroutine did not run to its end. */
 #include <errno.h>
 #include <stdio.h>
@@ -31,22 +33,26 @@ int main(int argc, char **argv)
     }
     int64_t finished = -1;
     double sw = 0, call = 0;
-    for (int p = 0; p < PASSES; p++) {
-        double t = link_drive_switch(ns, &finished);
-        if (t < 0) {
-            fprintf(stderr, "%s: runtime failed: %s\n", argv[0], strerror(errno));
-            return 1;
+    int best = -1, whole = 1;
+    for (int p = 0; p < PASSES && whole; p++)
+        for (int k = 0; k < LINK_PLACEMENTS && whole; k++) {
+            double t = link_drive_switch(k, ns, &finished);
+            if (t < 0) {
+                fprintf(stderr, "%s: runtime failed: %s\n", argv[0], strerror(errno));
+                return 1;
+            }
+            whole = finished == ns;
+            if (whole && (best < 0 || t < sw)) {
+                sw = t;
+                best = k;
+            }
         }
-        if (finished != ns)
-            break;
-        sw = p ? least(sw, t) : t;
-    }
     for (int p = 0; p < PASSES; p++) {
         double t = link_drive_call(nc);
         call = p ? least(call, t) : t;
     }
-    printf("{\"switch_ns\": %.4f, \"call_ns\": %.4f, \"n_switch\": %lld, \"finished\": %lld",
-           sw, call, (long long)ns, (long long)finished);
+    printf("{\"switch_ns\": %.4f, \"placement\": %d, \"call_ns\": %.4f, \"n_switch\": %lld, \"finished\": %lld",
+           sw, best, call, (long long)ns, (long long)finished);
 #ifdef LINK_HOOKS
     int64_t nh = argc == 4 ? strtoll(argv[3], NULL, 10) : 0;
     double hooked = 0, real = 0, h, r;

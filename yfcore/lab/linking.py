@@ -255,7 +255,9 @@ def link_cost(
     """Time a resume+yield round trip, one exported call and, when the hook
     layer exists (hook_sources()), close(-1) through the hooks ("hooked_ns")
     and straight to libc ("real_ns") in each link build; each figure of a run
-    is the best of link_main's three passes. Each round runs every
+    is the best of link_main's three passes, the round trip's also the best
+    over the copies of its loop (link_drive.h: each build's linker puts the
+    code elsewhere, and a switch's time depends on where; csrc/lab/placement.h). Each round runs every
     build's program once, in rotated order (lab.interleaved), so the builds
     share the machine's moods.
 
