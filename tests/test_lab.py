@@ -6,6 +6,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from yfcore.lab import bench, claims, stats, toolchain
@@ -372,6 +373,8 @@ def test_cli_bench_unknown_name():
     assert cp.returncode == 2
     assert "unknown benchmark 'nosuch'; available:" in cp.stderr
     assert "Traceback" not in cp.stderr
+    cp = _cli("bench", "sbuf", "--standalone")
+    assert cp.returncode == 2 and "--standalone applies to switch and create" in cp.stderr
 
 
 def test_cli_user_errors_have_no_traceback():
@@ -455,3 +458,26 @@ def test_switch_bars_read_a_result():
     rows = bench.check_bars(context_switch.switch_bars(result))
     assert [(r["bar"], r["value"], r["met"]) for r in rows] == [
         ("default switch: ucontext / yf", 80.0, True), ("bare switch: ucontext / yf_raw", 100.0, True)]
+
+
+def test_queue_model_is_the_queue_it_describes():
+    from yfcore.lab import timer_wheel
+
+    # Under one CPU of demand the model's sleeps end within the tick.
+    light = timer_wheel.queue_model(50, 20, 50, 10, 1.0)
+    assert len(light) == 50 * 20 and light.min() >= 0 and np.median(light) < 1
+    # Over it, lateness is a queue of ncos spins: 400 x 0.1 ms = 40 ms a pass,
+    # less the mean sleep (25.5 ms); twice the pass at half a CPU.
+    whole, half = (np.median(timer_wheel.queue_model(400, 40, 50, 100, s)) for s in (1.0, 0.5))
+    assert 10 < whole < 20 and 50 < half < 60
+    with pytest.raises(ValueError, match="share"):
+        timer_wheel.queue_model(10, 1, 50, 100, 0)
+
+
+def test_histogram_peaks_finds_two_humps():
+    from yfcore.lab import timer_wheel
+
+    rng = np.random.default_rng(3)
+    ms = np.concatenate([rng.normal(15, 1, 2000), rng.normal(55, 2, 1500), rng.uniform(0, 70, 500)])
+    low, high = timer_wheel.histogram_peaks(ms)
+    assert abs(low - 15) < 2 and abs(high - 55) < 3

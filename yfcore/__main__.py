@@ -73,8 +73,19 @@ def _bench(args) -> int:
         print(f"yfcore: unknown benchmark {args.name!r}; available: {', '.join(sorted(BENCHMARKS))}",
               file=sys.stderr)
         return 2
+    if args.standalone and args.name not in ("switch", "create"):
+        print(f"yfcore: --standalone applies to switch and create, not {args.name!r}", file=sys.stderr)
+        return 2
     try:
         result = run_benchmark(args.name, quick=args.quick or quick(), progress=sys.stderr.isatty())
+        if args.standalone:
+            from yfcore.lab import context_switch
+
+            # The same kernels built into a program of their own, run right
+            # after in this session: baselines a reader can check the
+            # in-process figures against (1.00 = the same figure).
+            alone = context_switch.standalone(args.name, quick=args.quick or quick())
+            agreement = context_switch.agreement(result, alone)
     except ImportError as e:
         hint = "; build the C module with `make build`" if e.name == "yfcore._yfcore" else ""
         print(f"yfcore: benchmarks unavailable: {e}{hint}", file=sys.stderr)
@@ -90,6 +101,11 @@ def _bench(args) -> int:
                for k, v in result.items()}
         if bars is not None:
             out["speed_bars"] = bars
+        if args.standalone:
+            metric = "ns_per_switch" if args.name == "switch" else "per_second"
+            out["standalone"] = {k: {metric: {f: y for f, y in v[metric].items() if f != "samples"}}
+                                 for k, v in alone.items() if metric in v}
+            out["agreement"] = agreement
         print(json.dumps(out))
     else:
         print(_bench_table(result))
@@ -101,6 +117,9 @@ def _bench(args) -> int:
             for b in bars:
                 print(f"  {b['bar']:<{width}}  {b['value']:8.3g}  wanted {b['wanted']:<7} "
                       f"{'pass' if b['met'] else 'FAIL'}")
+        if args.standalone:
+            print("\nthe same kernels in a standalone program (medians; ratio = this process / standalone):")
+            print(context_switch.agreement_table(result, alone, "ns" if args.name == "switch" else "/s"))
     return 0
 
 
@@ -150,6 +169,9 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("name", metavar="NAME")
     b.add_argument("--quick", action="store_true", help="fewer rounds and smaller sizes")
     b.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    b.add_argument("--standalone", action="store_true",
+                   help="switch and create: then run the same kernels as a standalone program and "
+                        "print both medians and their ratio")
     b.set_defaults(func=_bench)
 
     c = sub.add_parser("claims", help="the claims summary and table: origin, diary figure, measured, verdict, reference")

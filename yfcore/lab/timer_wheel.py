@@ -28,7 +28,8 @@ from .stats import ratio, summary
 __all__ = [
     "SHAPES", "PENDING", "HORIZON", "TICK_STEPS", "STEADY_WARM", "churn_c", "churn_heapq", "churn_batch",
     "instructions", "bench", "ablation", "lateness", "occupancy_snapshot", "FAR_SIZES", "far_once", "far",
-    "speed_bars", "lateness_summary", "sleep_pairs", "pairs_evidence", "loop_demand",
+    "speed_bars", "lateness_summary", "sleep_pairs", "pairs_evidence", "loop_demand", "queue_model",
+    "histogram_peaks",
     "wheel_o1_evidence", "never_early_evidence"]
 
 # The workload's constants live in csrc/lab/lab.h, shared with the C kernel.
@@ -388,6 +389,46 @@ def loop_demand(ncos: int, busy_us: int, max_ms: int) -> float:
     (max_ms + 1) / 2). At 1 or more the loop cannot keep up with its own
     timers, whatever the wheel does, and lateness becomes a queue."""
     return ncos * busy_us / 1000 / ((max_ms + 1) / 2 + busy_us / 1000)
+
+
+def queue_model(ncos: int, sleeps: int, max_ms: int, busy_us: int, share: float, seed: int = 1) -> np.ndarray:
+    """The lateness (ms) lateness()'s workload would show if its loop's thread
+    ran at a constant `share` of one CPU, from a discrete-event model of the
+    same queue with no wheel, kernel or other process in it: ncos coroutines
+    each sleep 1..max_ms ms (rounded up to the 1 ms tick) `sleeps` times; the
+    due ones run one at a time in deadline order, each spinning busy_us of
+    CPU, which takes busy_us / share of wall time."""
+    if not 0 < share <= 1:
+        raise ValueError(f"share must be in (0, 1], got {share}")
+    import heapq
+
+    rng = np.random.default_rng(seed)
+    spin = busy_us / 1000 / share
+    due = [(float(ms), c, 0.0, float(ms), sleeps - 1) for c, ms in enumerate(rng.integers(1, max_ms + 1, ncos))]
+    heapq.heapify(due)
+    t, out = 0.0, []
+    while due:
+        at, c, asked, ms, left = heapq.heappop(due)
+        t = max(t, at)
+        out.append(t - asked - ms)
+        t += spin
+        if left:
+            ms = float(rng.integers(1, max_ms + 1))
+            heapq.heappush(due, (np.ceil(t + ms), c, t, ms, left - 1))
+    return np.array(out)
+
+
+def histogram_peaks(ms: np.ndarray, apart_ms: float = 10.0) -> list[float]:
+    """The centres of the two highest 1 ms bins of a lateness histogram that
+    lie at least apart_ms from each other (one when nothing else is that far)."""
+    counts, edges = np.histogram(ms, bins=np.arange(np.floor(ms.min()), np.ceil(ms.max()) + 1))
+    centres = (edges[:-1] + edges[1:]) / 2
+    first = int(np.argmax(counts))
+    far = np.abs(centres - centres[first]) >= apart_ms
+    peaks = [float(centres[first])]
+    if far.any():
+        peaks.append(float(centres[far][np.argmax(counts[far])]))
+    return sorted(peaks)
 
 
 # ---- pictures -------------------------------------------------------------------------
