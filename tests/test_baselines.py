@@ -103,3 +103,11 @@ def test_placement_edits():
 def test_placement_experiment_names():
     with pytest.raises(ValueError, match="experiment"):
         context_switch.placement_experiment("heap")
+
+
+def test_sigprocmask_kernel_makes_the_calls_and_keeps_the_mask():
+    import signal
+
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    assert lib.yf_bench_sigprocmask(100) > 0
+    assert signal.pthread_sigmask(signal.SIG_BLOCK, []) == before

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <ucontext.h>
 #include <unistd.h>
@@ -290,5 +291,19 @@ double yf_bench_stack_malloc(int64_t n, size_t stack_size)
         ((volatile char *)p)[stack_size - 64] = 1;
         free(p);
     }
+    return (double)(yfi_now_ns() - t0);
+}
+
+double yf_bench_sigprocmask(int64_t n)
+{
+    /* What swapcontext adds to every switch: one rt_sigprocmask that sets
+     * the mask it already has and reads the old one back. */
+    sigset_t cur, old;
+    if (sigprocmask(SIG_SETMASK, NULL, &cur) != 0)
+        return -1;
+    uint64_t t0 = yfi_now_ns();
+    for (int64_t i = 0; i < n; i++)
+        if (sigprocmask(SIG_SETMASK, &cur, &old) != 0)
+            return -1;
     return (double)(yfi_now_ns() - t0);
 }

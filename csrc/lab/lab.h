@@ -97,6 +97,9 @@ double yf_bench_create_fcontext(int64_t n, size_t stack_size);
 double yf_bench_stack_mmap(int64_t n, size_t stack_size, int guard_regions);
 double yf_bench_stack_pool(int64_t n, size_t stack_size);
 double yf_bench_stack_malloc(int64_t n, size_t stack_size);
+/* n rt_sigprocmask system calls that set the current mask (what
+ * swapcontext makes on every switch): ns in all, -1 with errno. */
+double yf_bench_sigprocmask(int64_t n);
 /* Like-for-like kernels (bench_fair.c): the same stack size, allocator
  * policy per row, stack-top formula and code-placement treatment for every
  * competitor. `placement` (0..YF_BENCH_PLACEMENTS-1) picks one of the copies

@@ -22,7 +22,7 @@ __all__ = [
     "agreement", "agreement_table", "placement_experiment", "placement_series", "placement_spread",
     "mxcsr_fields", "switch", "create", "ablation", "python_switches", "cpu_share", "checked_ns", "flat",
     "skipped", "switch_bars", "create_bars", "frame_table", "switch_evidence", "life_evidence",
-    "cpu_share_evidence",
+    "cpu_share_evidence", "syscall_share",
 ]
 
 
@@ -419,6 +419,21 @@ def switch_syscalls(n: int = 20_000) -> dict:
             "yf_syscalls": syscalls_per_op(f"lib.yf_bench_switch_yf(n, 0, {STACK}, 0)", n) / 2,
             "ucontext_life_syscalls": syscalls_per_op(f"lib.yf_bench_create_ucontext(n, {STACK})", n // 4),
             "yf_life_syscalls": syscalls_per_op(f"lib.yf_bench_create_yf(n, 0, {STACK})", n // 4)}
+
+
+def syscall_share(result: dict, rounds: int | None = None, n: int = 200_000) -> dict:
+    """What one rt_sigprocmask system call costs here (the one swapcontext
+    makes on every switch), timed by a C loop over `rounds` rounds, and its
+    share of ucontext's one-way switch in a switch() result:
+    {"sigprocmask_ns": summary with "samples", "ucontext_ns", "share"}."""
+    from .bench import default_rounds
+
+    lib = _lib()
+    xs = [checked_ns(lib.yf_bench_sigprocmask(n), "yf_bench_sigprocmask") / n
+          for _ in range(rounds or default_rounds())]
+    uc = flat(result)["ucontext"]["median"]
+    call = summary(xs) | {"samples": xs}
+    return {"sigprocmask_ns": call, "ucontext_ns": uc, "share": call["median"] / uc}
 
 
 def cpu_share_evidence(result: dict, calls: dict | None = None) -> dict:
