@@ -100,8 +100,12 @@ def _run(cmd, env=None, timeout=600, cwd=None) -> subprocess.CompletedProcess:
 
 def _clean(cp) -> tuple[bool, str]:
     """A run is clean when it exits 0 and no sanitizer reported anything."""
-    out = f"{_describe(cp.returncode)}\n--- stdout ---\n{cp.stdout[-4000:]}\n--- stderr ---\n{cp.stderr[-8000:]}"
     reported = [r for r in SANITIZER_REPORTS if r in cp.stderr]
+    # A report's first lines say what and where; a deep stack would push
+    # them out of the tail, so the excerpt starts just before the first.
+    first = min(cp.stderr.find(r) for r in reported) if reported else len(cp.stderr)
+    err = cp.stderr[max(0, first - 2000):first + 6000] if reported else cp.stderr[-8000:]
+    out = f"{_describe(cp.returncode)}\n--- stdout ---\n{cp.stdout[-4000:]}\n--- stderr ---\n{err}"
     return cp.returncode == 0 and not reported, out
 
 
