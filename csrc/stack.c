@@ -13,6 +13,9 @@
 #include <unistd.h>
 
 #include "yfi.h"
+#ifdef YFI_ASAN
+#include <sanitizer/asan_interface.h>
+#endif
 
 #ifndef MADV_GUARD_INSTALL
 #define MADV_GUARD_INSTALL 102 /* Linux 6.13, include/uapi/asm-generic/mman-common.h */
@@ -244,6 +247,13 @@ void yfi_pool_destroy(struct yfi_pool *p)
                 VALGRIND_STACK_DEREGISTER(a->vg[i]);
             free(a->vg);
         }
+#endif
+#ifdef YFI_ASAN
+        /* Frames a coroutine left on its stack (one that never finished, or
+         * the switch out of one that did) keep their redzones poisoned in
+         * ASan's shadow, which outlives the mapping: whatever the next mmap
+         * puts at these addresses (a Python arena) would read as a stack. */
+        ASAN_UNPOISON_MEMORY_REGION(a->base, a->nslots * p->size);
 #endif
         munmap(a->base, a->nslots * p->size);
         free(a);

@@ -152,15 +152,24 @@ static void uc_prepare(char *low, char *top, void (*fn)(void), ucontext_t *link)
     makecontext(&uc_co, fn, 0);
 }
 
+/* ns for n runs of `stmt`: the timed loop of every switch kernel. */
+#define TIME_N(n, stmt)                                                              \
+    ({                                                                               \
+        uint64_t t0_ = yfi_now_ns();                                                 \
+        for (int64_t i_ = 0; i_ < (n); i_++)                                         \
+            stmt;                                                                    \
+        (double)(yfi_now_ns() - t0_);                                                \
+    })
+
 /* ---- the kernels, one copy per placement ---------------------------------------
  * A switch kernel makes one round trip to warm up, then times n; a life
  * kernel times n lives of create + 3 x (resume, yield) + exit with its
  * allocator policy. Each returns nanoseconds, or -1 with errno. */
 
 #define SWITCH_KERNELS(P)                                                            \
-    static YF_PLACED double sw_yf_##P(int64_t n, unsigned flags, size_t size)             \
+    static YF_PLACED double sw_yf_##P(int64_t n, unsigned flags, size_t size)        \
     {                                                                                \
-        YF_PAD(P);                                                                      \
+        YF_PAD(P);                                                                   \
         yf_sched *s = yf_sched_new(size, flags);                                     \
         if (!s)                                                                      \
             return -1;                                                               \
@@ -173,19 +182,16 @@ static void uc_prepare(char *low, char *top, void (*fn)(void), ucontext_t *link)
             return -1;                                                               \
         }                                                                            \
         yf_co_resume(co);                                                            \
-        uint64_t t0 = yfi_now_ns();                                                  \
-        for (int64_t i = 0; i < n; i++)                                              \
-            yf_co_resume(co);                                                        \
-        double t = (double)(yfi_now_ns() - t0);                                      \
+        double t = TIME_N(n, yf_co_resume(co));                                      \
         stop = 1;                                                                    \
         yf_co_resume(co);                                                            \
         yf_co_reap(co, NULL);                                                        \
         yf_sched_free(s);                                                            \
         return t;                                                                    \
     }                                                                                \
-    static YF_PLACED double sw_raw_##P(int64_t n, yfi_ctx_fn sw, struct stk *k)           \
+    static YF_PLACED double sw_raw_##P(int64_t n, yfi_ctx_fn sw, struct stk *k)      \
     {                                                                                \
-        YF_PAD(P);                                                                      \
+        YF_PAD(P);                                                                   \
         void *p = stk_get(k);                                                        \
         if (!p)                                                                      \
             return -1;                                                               \
@@ -195,47 +201,38 @@ static void uc_prepare(char *low, char *top, void (*fn)(void), ucontext_t *link)
         raw.sw = sw;                                                                 \
         raw.co_sp = yfi_ctx_make(stk_top(k, p), raw_body, m, c);                     \
         raw.sw(&raw.main_sp, raw.co_sp, NULL);                                       \
-        uint64_t t0 = yfi_now_ns();                                                  \
-        for (int64_t i = 0; i < n; i++)                                              \
-            raw.sw(&raw.main_sp, raw.co_sp, NULL);                                   \
-        double t = (double)(yfi_now_ns() - t0);                                      \
+        double t = TIME_N(n, raw.sw(&raw.main_sp, raw.co_sp, NULL));                 \
         /* The body never ends; its stack is simply dropped. */                      \
         stk_put(k, p);                                                               \
         return t;                                                                    \
     }                                                                                \
-    static YF_PLACED double sw_boost_##P(int64_t n, struct stk *k)                        \
+    static YF_PLACED double sw_boost_##P(int64_t n, struct stk *k)                   \
     {                                                                                \
-        YF_PAD(P);                                                                      \
+        YF_PAD(P);                                                                   \
         void *p = stk_get(k);                                                        \
         if (!p)                                                                      \
             return -1;                                                               \
         char *top = stk_top(k, p);                                                   \
         ftransfer t = f_jump(f_make(top, (size_t)(top - stk_low(k, p)), f_pingpong), NULL); \
-        uint64_t t0 = yfi_now_ns();                                                  \
-        for (int64_t i = 0; i < n; i++)                                              \
-            t = f_jump(t.ctx, NULL);                                                 \
-        double el = (double)(yfi_now_ns() - t0);                                     \
+        double el = TIME_N(n, t = f_jump(t.ctx, NULL));                              \
         stk_put(k, p);                                                               \
         return el;                                                                   \
     }                                                                                \
-    static YF_PLACED double sw_uc_##P(int64_t n, struct stk *k)                           \
+    static YF_PLACED double sw_uc_##P(int64_t n, struct stk *k)                      \
     {                                                                                \
-        YF_PAD(P);                                                                      \
+        YF_PAD(P);                                                                   \
         void *p = stk_get(k);                                                        \
         if (!p)                                                                      \
             return -1;                                                               \
         uc_prepare(stk_low(k, p), stk_top(k, p), uc_pingpong, NULL);                 \
         swapcontext(&uc_main, &uc_co);                                               \
-        uint64_t t0 = yfi_now_ns();                                                  \
-        for (int64_t i = 0; i < n; i++)                                              \
-            swapcontext(&uc_main, &uc_co);                                           \
-        double t = (double)(yfi_now_ns() - t0);                                      \
+        double t = TIME_N(n, swapcontext(&uc_main, &uc_co));                         \
         stk_put(k, p);                                                               \
         return t;                                                                    \
     }                                                                                \
-    static YF_PLACED double life_yf_##P(int64_t n, unsigned flags, size_t size)           \
+    static YF_PLACED double life_yf_##P(int64_t n, unsigned flags, size_t size)      \
     {                                                                                \
-        YF_PAD(P);                                                                      \
+        YF_PAD(P);                                                                   \
         yf_sched *s = yf_sched_new(size, flags);                                     \
         if (!s)                                                                      \
             return -1;                                                               \
@@ -258,9 +255,9 @@ static void uc_prepare(char *low, char *top, void (*fn)(void), ucontext_t *link)
         yf_sched_free(s);                                                            \
         return (double)t;                                                            \
     }                                                                                \
-    static YF_PLACED double life_boost_##P(int64_t n, struct stk *k)                      \
+    static YF_PLACED double life_boost_##P(int64_t n, struct stk *k)                 \
     {                                                                                \
-        YF_PAD(P);                                                                      \
+        YF_PAD(P);                                                                   \
         uint64_t t0 = 0;                                                             \
         for (int64_t i = -1; i < n; i++) {                                           \
             if (i == 0)                                                              \
@@ -278,7 +275,7 @@ static void uc_prepare(char *low, char *top, void (*fn)(void), ucontext_t *link)
     }                                                                                \
     /* One life per call: swapcontext returns twice, and a frame of its own          \
      * keeps the caller's loop counter out of the registers it may clobber. */       \
-    static YF_PLACED int uc_life_##P(struct stk *k)                                       \
+    static YF_PLACED int uc_life_##P(struct stk *k)                                  \
     {                                                                                \
         void *p = stk_get(k);                                                        \
         if (!p)                                                                      \
@@ -289,9 +286,9 @@ static void uc_prepare(char *low, char *top, void (*fn)(void), ucontext_t *link)
         stk_put(k, p);                                                               \
         return 0;                                                                    \
     }                                                                                \
-    static YF_PLACED double life_uc_##P(int64_t n, struct stk *k)                         \
+    static YF_PLACED double life_uc_##P(int64_t n, struct stk *k)                    \
     {                                                                                \
-        YF_PAD(P);                                                                      \
+        YF_PAD(P);                                                                   \
         uint64_t t0 = 0;                                                             \
         for (int64_t i = -1; i < n; i++) {                                           \
             if (i == 0)                                                              \

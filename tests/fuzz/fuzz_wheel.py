@@ -11,6 +11,7 @@ every operation.
 Run by `tests/sanitize.py --only fuzz` (see fuzz_sbuf.py).
 """
 import sys
+from pathlib import Path
 
 import atheris
 
@@ -18,25 +19,13 @@ with atheris.instrument_imports(include=["yfcore"]):
     import numpy as np
     from yfcore.wheel import TimerWheel
 
+# The specification tests/test_wheel.py checks the wheel against.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from test_wheel import Model  # noqa: E402
+
 MAX_OPS = 40
 MAX_TIME = 2**63 - 1
 STARTS = (0, 5, 2**32 - 3, 2**40 + 7, 2**62)
-
-
-class Model:
-    def __init__(self, now: int):
-        self.now = now
-        self.seq = 0
-        self.pending = {}
-
-    def add(self, handle, deadline, payload):
-        self.pending[handle] = (deadline, self.seq, deadline, payload)
-        self.seq += 1
-
-    def advance(self, now):
-        due = sorted((v[0], v[1], h) for h, v in self.pending.items() if v[0] <= now)
-        self.now = now
-        return [(h, self.pending[h][2], self.pending.pop(h)[3]) for _, _, h in due]
 
 
 def _delta(fdp) -> int:
