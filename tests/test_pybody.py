@@ -707,3 +707,18 @@ def test_generators_and_asyncio_inside_bodies(sched):
     c = sched.spawn(asyncio.run, coro())
     sched.run()
     assert (a.result(), b.result(), c.result()) == ([0, 1, 2], "other", 5)
+
+
+def test_echo_servers_answer_the_c_client():
+    # Each server in its own process, driven by csrc/programs/echo_load.c,
+    # which exits 1 when an echo differs from what it sent.
+    from yfcore.lab import python_coroutines as pyco
+
+    res = pyco.echo(conns=4, requests=50, rounds=1)
+    assert set(res) == {"yfcore", "asyncio", "gevent"}
+    for kind, r in res.items():
+        if "skipped" in r:
+            assert kind == "gevent"
+            continue
+        assert r["per_second"]["n"] == 1 and r["per_second"]["median"] > 0, kind
+        assert 0 < r["p50_us"]["median"] <= r["p99_us"]["median"], kind

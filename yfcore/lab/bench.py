@@ -109,6 +109,7 @@ BENCHMARKS = {
     "wheel-far": ("timer_wheel", "far", None),
     "sbuf": ("socket_buffer", "stream", "speed_bars"),
     "hooks": ("errno_hooks", "bench", None),
+    "echo": ("python_coroutines", "echo_bench", None),
     "pyswitch": ("python_coroutines", "pyswitch", "pyswitch_bars"),
 }
 

@@ -17,7 +17,8 @@ from .context_switch import _asyncio_round, _gen_round, _greenlet_round
 from .provenance import provenance
 from .stats import ratio as lab_ratio, summary
 
-__all__ = ["SYSTEMS", "pyswitch", "pyswitch_bars", "saved_state", "switch_parts", "evidence", "suspended_look"]
+__all__ = ["SYSTEMS", "pyswitch", "pyswitch_bars", "saved_state", "switch_parts", "evidence", "suspended_look",
+           "echo", "echo_bench", "ECHO_SIZES"]
 
 SYSTEMS = ("yf_py", "greenlet", "generator", "asyncio")
 
@@ -259,3 +260,79 @@ def suspended_look(n: int = 3) -> dict:
         look["result"] = co.result()
         look["stack_size"] = sched.stack_size
     return look
+
+
+# ---- interop: an echo server ---------------------------------------------------
+
+# (connections, round trips per connection) of the notebook and the benchmark.
+ECHO_SIZES = {"quick": (20, 500), "full": (50, 4000)}
+
+def _echo_round(kind: str, client, conns: int, requests: int, size: int) -> dict:
+    """One run of echo_load against a fresh server process of `kind`."""
+    import subprocess
+    import sys
+
+    from .toolchain import describe_exit, json_lines, run_program
+
+    server = subprocess.Popen([sys.executable, "-m", "yfcore.lab.echo_servers", kind],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = server.stdout.readline().strip()
+        if not line.isdigit():
+            server.kill()
+            raise RuntimeError(f"the {kind} echo server did not start: {server.communicate()[1].strip()[-2000:]}")
+        cp = run_program(client, line, conns, requests, size, timeout=300)
+        if cp.returncode != 0:
+            raise RuntimeError(f"echo_load against {kind}: {describe_exit(cp)}: {cp.stderr.strip()}")
+        return json_lines(cp.stdout)[0]
+    finally:
+        if server.poll() is None:
+            server.kill()
+        server.wait()
+
+
+def echo(conns: int = 50, requests: int = 2000, size: int = 64, rounds: int | None = None,
+         progress: bool = False) -> dict:
+    """Echo servers written as Python bodies on yfcore's loop, with asyncio
+    streams and with gevent (yfcore.lab.echo_servers), each in a process of
+    its own, driven by the same bounded C client (csrc/programs/echo_load.c:
+    `conns` connections, `requests` round trips of `size` bytes each, one
+    outstanding per connection) over loopback; rounds interleaved, a fresh
+    server each time. {kind: {"per_second": summary with "samples",
+    "p50_us", "p99_us": summaries}} ({"skipped": reason} for gevent when it
+    is not installed)."""
+    import importlib.util
+
+    from .echo_servers import KINDS
+    from .toolchain import compile_program
+
+    client = compile_program("echo_load")
+    kinds = [k for k in KINDS if k != "gevent" or importlib.util.find_spec("gevent")]
+    runs = {k: [] for k in kinds}
+
+    def runner(kind):
+        def run():
+            runs[kind].append(_echo_round(kind, client, conns, requests, size))
+            return runs[kind][-1]["per_second"]
+        return run
+
+    interleaved({k: runner(k) for k in kinds}, rounds=rounds, warmup=1, progress=progress)
+    out = {}
+    for k in KINDS:
+        if k not in kinds:
+            out[k] = {"skipped": "gevent is not installed (pip install gevent)"}
+            continue
+        kept = runs[k][1:]
+        out[k] = {m: summary([r[m] for r in kept]) | {"samples": [r[m] for r in kept]}
+                  for m in ("per_second", "p50_us", "p99_us")}
+    return out
+
+
+def echo_bench(quick: bool | None = None, progress: bool = False, rounds: int | None = None) -> dict:
+    """`yfcore bench echo`: echo() at the notebook's sizes, with provenance."""
+    from .bench import quick as quick_mode
+
+    q = quick_mode() if quick is None else quick
+    out = echo(*ECHO_SIZES["quick" if q else "full"], rounds=rounds, progress=progress)
+    out["provenance"] = provenance(quick=quick)
+    return out
