@@ -179,7 +179,7 @@ def syscalls_per_op(call: str, n: int, trace: str = "all") -> float:
 
 _PROBE = """
 import sys
-from yfcore._yfcore import lib
+from yfcore.labkernels import lib
 n = int(sys.argv[2])
 sys.exit(0 if eval(sys.argv[1]) >= 0 else 1)
 """
