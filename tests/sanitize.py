@@ -262,10 +262,33 @@ def build_module(kind: str) -> Path:
     return out
 
 
+def _extension(cc: list[str], cflags: list[str], sources, obj: Path, prefix: str, target: Path,
+               ldflags=()) -> None:
+    """One object per source (named prefix-NN-stem.o in obj), then `target`
+    linked -shared from them; exits with the compiler's messages on failure."""
+    objects = []
+    for i, src in enumerate(sources):
+        o = obj / f"{prefix}-{i:02d}-{Path(src).stem}.o"
+        cmd = [*cc, "-fPIC", f"-I{sysconfig.get_paths()['include']}", *cflags, "-c", str(src), "-o", str(o)]
+        cp = subprocess.run(cmd, capture_output=True, text=True)
+        if cp.returncode != 0:
+            sys.exit(f"{' '.join(cmd)}\n{cp.stderr}")
+        objects.append(str(o))
+    cmd = [*cc, "-shared", "-o", str(target) + ".tmp", *objects, *ldflags]
+    cp = subprocess.run(cmd, capture_output=True, text=True)
+    if cp.returncode != 0:
+        sys.exit(f"{' '.join(cmd)}\n{cp.stderr}")
+    os.replace(str(target) + ".tmp", target)
+
+
 def _build_module_here(kind: str) -> None:
     """Compile what yfcore/_build.py would (its cdef, and the sources and flags
     _sources.py names, as _build.py passes them to cffi) with the sanitizers
-    added, straight with $CC: one object per source, then -shared."""
+    added, straight with $CC: one object per source, then -shared; and
+    yfcore._yfpy the same way (Python bodies switch stacks and swap the
+    interpreter's thread state, so they are built with the sanitizers too)."""
+    from yfcore import _sources
+
     flags = list(ASAN) + (["-fsanitize=fuzzer-no-link"] if kind == "py-fuzz" else [])
     builder = _load("_yf_build_sanitize", ROOT / "yfcore" / "_build.py")
     ffi = builder.ffibuilder
@@ -278,41 +301,15 @@ def _build_module_here(kind: str) -> None:
     wrapper = obj / "_yfcore.c"
     ffi.emit_c_code(str(wrapper))
     cc = os.environ.get("CC", "cc").split()
-    cflags = ["-fPIC", f"-I{sysconfig.get_paths()['include']}",
-              *(f"-I{(ROOT / d).resolve()}" for d in kwds.get("include_dirs", [])),
+    suffix = sysconfig.get_config_var("EXT_SUFFIX")
+    cflags = [*(f"-I{(ROOT / d).resolve()}" for d in kwds.get("include_dirs", [])),
               *(f"-D{k}" if v is None else f"-D{k}={v}" for k, v in kwds.get("define_macros", [])),
               *kwds.get("extra_compile_args", []), *flags]
-    objects = []
-    for i, src in enumerate([wrapper, *((ROOT / s).resolve() for s in kwds.get("sources", []))]):
-        o = obj / f"{i:02d}-{Path(src).stem}.o"
-        cmd = [*cc, *cflags, "-c", str(src), "-o", str(o)]
-        cp = subprocess.run(cmd, capture_output=True, text=True)
-        if cp.returncode != 0:
-            sys.exit(f"{' '.join(cmd)}\n{cp.stderr}")
-        objects.append(str(o))
-    target = pkg / (module.split(".")[-1] + sysconfig.get_config_var("EXT_SUFFIX"))
-    cmd = [*cc, "-shared", "-o", str(target) + ".tmp", *objects, *kwds.get("extra_link_args", []), *flags,
-           *(f"-l{lib}" for lib in kwds.get("libraries", []))]
-    cp = subprocess.run(cmd, capture_output=True, text=True)
-    if cp.returncode != 0:
-        sys.exit(f"{' '.join(cmd)}\n{cp.stderr}")
-    os.replace(str(target) + ".tmp", target)
-    # yfcore._yfpy (Python bodies: it switches stacks and swaps the
-    # interpreter's thread state, so it is built with the sanitizers too).
-    from yfcore import _sources
-    py_objects = []
-    for src in _sources.py(ROOT):
-        o = obj / f"py-{src.stem}.o"
-        cmd = [*cc, "-fPIC", f"-I{sysconfig.get_paths()['include']}",
-               *(f"-I{d}" for d in _sources.include_dirs(ROOT)), *_sources.PY_CFLAGS, *flags, "-c", str(src), "-o", str(o)]
-        cp = subprocess.run(cmd, capture_output=True, text=True)
-        if cp.returncode != 0:
-            sys.exit(f"{' '.join(cmd)}\n{cp.stderr}")
-        py_objects.append(str(o))
-    py_target = pkg / ("_yfpy" + sysconfig.get_config_var("EXT_SUFFIX"))
-    cp = subprocess.run([*cc, "-shared", "-o", str(py_target), *py_objects, *flags], capture_output=True, text=True)
-    if cp.returncode != 0:
-        sys.exit(f"linking {py_target.name}:\n{cp.stderr}")
+    _extension(cc, cflags, [wrapper, *((ROOT / s).resolve() for s in kwds.get("sources", []))], obj, "cffi",
+               pkg / (module.split(".")[-1] + suffix),
+               [*kwds.get("extra_link_args", []), *flags, *(f"-l{lib}" for lib in kwds.get("libraries", []))])
+    _extension(cc, [*(f"-I{d}" for d in _sources.include_dirs(ROOT)), *_sources.PY_CFLAGS, *flags],
+               _sources.py(ROOT), obj, "py", pkg / ("_yfpy" + suffix), flags)
     # The rest of the package: links to the source tree, so the lab still
     # finds the repository root (it resolves links) and its hook library.
     for entry in (ROOT / "yfcore").iterdir():
@@ -368,9 +365,10 @@ def step_py_asan(res: Results):
     env["ASAN_OPTIONS"] += ":handle_segv=0"
     if not _check_module(res, "py-asan", env):
         return
-    deselect = [a for test, why in PY_ASAN_DESELECT.items() for a in ("--deselect", test)]
+    deselect = []
     for test, why in PY_ASAN_DESELECT.items():
         print(f"  not under ASan: {test}: {why}")
+        deselect += ["--deselect", test]
     cp = _run([sys.executable, "-P", "-m", "pytest", "-q", "-x", "--capture=sys", "-p", "no:cacheprovider", *deselect,
                *PY_TESTS], env, timeout=1800, cwd=ROOT)
     tail = "\n".join(cp.stdout.splitlines()[-3:])
