@@ -88,6 +88,10 @@
 
     SWITCH yfi_ctx_full, 1
     SWITCH yfi_ctx_nofp, 0
+/* The switch out of a finished coroutine: it never runs again, so nothing
+ * of it is saved (`save` is ignored); the loaded side is the same. */
+    SWITCH yfi_ctx_full_exit, 1, 0
+    SWITCH yfi_ctx_nofp_exit, 0, 0
 
 /* co.c's resume and yield end in a tail call to a switch and return its
  * value as an int: these aliases give them a prototype that says so. */

@@ -74,6 +74,10 @@
 
     SWITCH yfi_ctx_full,        1, 1, 0
     SWITCH yfi_ctx_nofp,        0, 0, 0
+/* The switch out of a finished coroutine: it never runs again, so nothing
+ * of it is saved (`save` is ignored); the loaded side is the same. */
+    SWITCH yfi_ctx_full_exit,   0, 1, 0, 0
+    SWITCH yfi_ctx_nofp_exit,   0, 0, 0, 0
 
 /* First code a fresh context runs: yfi_ctx_make put the entry function in
  * %rbx's slot; the switch left the transfer value in %rax. The entry

@@ -127,6 +127,11 @@ YFI_FUNC void yfi_ctx_entry(void);
  * tail call and return the transfer value (always 0 there) as an int. */
 YFI_FUNC int yfi_ctx_full_int(void **save, void *load, void *value);
 YFI_FUNC int yfi_ctx_nofp_int(void **save, void *load, void *value);
+/* The one-way switches out of a finished coroutine: `load` is resumed as by
+ * yfi_ctx_full and yfi_ctx_nofp, `save` is ignored and nothing of the
+ * current context is kept. */
+YFI_FUNC __attribute__((noreturn)) void yfi_ctx_full_exit(void **save, void *load, void *value);
+YFI_FUNC __attribute__((noreturn)) void yfi_ctx_nofp_exit(void **save, void *load, void *value);
 
 /* Lays a fresh frame below `top` (16-byte aligned) so that switching to the
  * returned stack pointer calls entry(value) with an ABI-aligned stack and
