@@ -22,7 +22,7 @@
  * this was written on does not).
  *
  * One round trip through the scheduler (resume + yield), before -> after
- * the fast-path work:  default 143 -> 123, FPFAST 153 -> 115 instructions.
+ * the first fast-path work:  default 143 -> 123, FPFAST 153 -> 115.
  *   yfi_ctx_full  28 + 28  push 6, stmxcsr, fnstcw, 3 movs, ldmxcsr, the x87
  *                          compare, pop 6, jmp (yfi_ctx_nofp: 21 + 21)
  *   yf_co_resume  48 -> 33-37  its checks, unlink from the ready queue, the
@@ -40,16 +40,62 @@
  * is the default one with the short swap.
  *
  * One life (create + 3 x (resume, yield) + exit, then reap), before ->
- * after: default 768 -> 589, FPFAST 808 -> 561, MALLOC_STACKS 1054 -> 897.
- *   8 one-way swaps         196 (yfi_ctx_full, the floor of this design)
- *   4 resumes, 3 yields     267 -> about 200 (as above; yf_sched_run now
- *                           resumes with resume_go, its checks done once)
- *   yf_co_create            92 + 24 (pool get) + 15 (yfi_slot_top) -> 99:
- *                           the pool's get and put are inline, and the
- *                           stack colour is a shift and a mask, not a
- *                           64-bit division
- *   co_main's exit, reap    50 + 16 (pool put) + 16 -> 50
- *   yfi_ctx_entry, loop     25
+ * after that work: default 768 -> 589, FPFAST 808 -> 561, MALLOC_STACKS
+ * 1054 -> 897 (yf_sched_run resumes with resume_go, its checks done once;
+ * the pool's get and put inline; the stack colour a shift and a mask, not a
+ * 64-bit division).
+ *
+ * Second round, measured on the like-for-like kernels themselves
+ * (lab/bench_fair.c through yf_bench_fair_create/_switch, placement 0,
+ * 64 KiB stacks, the runtime and the lab built -O2 -fPIC into one shared
+ * object as in the module; the kernel's own loop is included). The program
+ * csrc/programs/fair_count.c runs one such kernel for callgrind; built by
+ * yfcore.lab.toolchain (with_lab, -fPIC, an executable) it counts 593, 564,
+ * 900 and 123, 114 at the start of this round and 524, 497, 870 and 119,
+ * 111 at its end (Boost: 611, 300 and 59).  Step by step:
+ *                         life: default  FPFAST  MALLOC   round trip: default  FPFAST
+ *   start                         599     571     907                 125     117
+ *   exit switch saves nothing     590     563     898                 125     117
+ *     (yfi_ctx_full_exit/_nofp_exit: a finished coroutine is never resumed,
+ *     so push 6, stmxcsr, fnstcw and the stack-pointer store go)
+ *   create's steady state         564     537     899
+ *     (a reaped structure and a pooled stack at hand: no call, hence no
+ *     callee-saved register, the six pushes and pops now in create_slow;
+ *     no reset of what a reaped structure keeps: s, hooks, resumer, status)
+ *   exit's pool put inline        551     524     898
+ *     (retire_stack no longer calls release_stack; co_free's state store,
+ *     already YF_DONE, gone)
+ *   no SLP store pairing          540     513     889                 121     113
+ *     (the pragma at the top of this file)
+ *   run loop unlinks the first    536     509     885
+ *     (its prev is the sentinel: one load fewer per resume from
+ *     yf_sched_run)
+ *   generation + 1 as one add     531     504     877
+ * Boost.Context fcontext in the same kernels (never measured before):
+ * a life 301 instructions with the pooled stacks, 612 with malloc; a round
+ * trip 59. Of the pooled life, 194 are its 8 jump_fcontext (24 each: the
+ * same work as yfi_ctx_full: 6 registers, stmxcsr, fnstcw, ldmxcsr, fldcw),
+ * 11 make_fcontext and about 96 the kernel's loop, f_three and the pool.
+ *
+ * Where yfcore's default life of 531 goes now: the 7 full switches and the
+ * exit switch about 196 (Boost's 8 jumps: 194; this part is the same floor
+ * for both), yf_sched_run 106 (4 x 21 per resume: unlink, state, resumer,
+ * back, cur, n.switches, the mode, the call; 22 per call: the prologue and
+ * epilogue of four callee-saved registers and its two checks), 3 yields 69,
+ * create 63, co_main's exit 49, reap 15, yfi_ctx_entry 12, the kernel 23.
+ * So the bars against Boost's life are out of reach for a reason that is
+ * not its switches: with equal instructions per cycle, matching the pooled
+ * Boost life needs everything but the switches (335 instructions: ids with
+ * generations, the ready queue and its counts, states, resumer and back,
+ * cur, the token, errno slot, locals and exit hooks, the slot header, the
+ * run loop's checks) to fit in the 105 Boost spends on its loop, its frame
+ * and its pool alone; 1.1x Boost with malloc (612) needs 556 where 877 are
+ * spent, 322 of them in malloc and free, which both pay. Wall time follows
+ * the same direction: in the quietest runs on a shared 2-vCPU VM the pooled
+ * Boost life took 59-63 ns, yfcore's 76-80 (FPFAST 73-76); best of 9
+ * interleaved runs of 300k lives, loaded (±20% run to run): default 77 ns
+ * against 86 before this round, malloc 170 against 187, FPFAST 79 against
+ * 76 (within the noise); Boost 79 (malloc) and 72 (pooled) in the same runs.
  * Wall time does not follow instruction counts one for one: the scheduled
  * switch is bound by a chain of dependent loads (yield finds its target
  * through cur -> resumer -> resumer->sp, each load forwarded from a store
@@ -57,10 +103,7 @@
  * cell holding the resumer's stack pointer (one load instead of three) was
  * tried: 7 instructions more per round trip, and slower in interleaved runs
  * (FP-fast 6.5-8 ns against 4.4-4.7 ns one way, default 7-10 against 7),
- * so it is not used.
- * What is left is bookkeeping every guarantee needs: the id's generation,
- * the slot header's owner (the overflow reporter), the ready queue's links
- * and counts, the exit-hook and local-slot resets, the fresh frame. */
+ * so it is not used. */
 
 #ifdef YFI_ASAN
 #include <sanitizer/asan_interface.h>
@@ -534,8 +577,9 @@ static inline int resume_go(yf_sched *s, struct yf_co *co, struct yf_co *from, s
 static inline struct yf_co *co_reuse(yf_sched *s, struct yf_co *co)
 {
     s->free_co = co->next;
-    uint64_t gen = (co->id >> IDX_BITS) + 1;
-    co->id = (gen << IDX_BITS) | (co->id & IDX_MASK);
+    /* generation + 1, the index kept: one add (the shift-and-mask form was
+     * five instructions); after 2^40 generations it wraps, as it did. */
+    co->id += 1ull << IDX_BITS;
     return co;
 }
 

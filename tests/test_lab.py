@@ -342,6 +342,18 @@ def test_missing_program_and_timeout(tmp_path):
         toolchain.run_program(toolchain.compile_program(src, out_dir=tmp_path), timeout=0.2)
 
 
+def test_fair_count_runs_one_kernel():
+    """csrc/programs/fair_count.c, the instruction-counting helper co.c's profile is taken with."""
+    exe = toolchain.compile_program("fair_count", with_lab=True, cflags=("-fPIC",))
+    cp = toolchain.run_program(exe, "create", 0, 1000)
+    assert cp.returncode == 0, cp.stderr
+    kind, system, n, ns = cp.stdout.split()
+    assert (kind, system, n) == ("create", "0", "1000") and float(ns) > 0
+    cp = toolchain.run_program(exe, "switch", 99, 10)
+    assert cp.returncode == 1 and "Invalid argument" in cp.stderr
+    assert toolchain.run_program(exe).returncode == 2
+
+
 def test_run_program_env(tmp_path):
     src = _c_file(tmp_path, "env", """
         #include <stdio.h>
