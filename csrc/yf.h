@@ -307,6 +307,51 @@ int64_t yf_wheel_advance_collect(yf_wheel *wh, uint64_t now, uint64_t *payloads,
  * time), EBUSY. */
 int64_t yf_wheel_advance_rearm(yf_wheel *wh, uint64_t now, const uint64_t *delays, uint64_t *payloads,
                                uint64_t *deadlines, size_t max);
+/* 1 when t is pending in wh, else 0 (NULLs included). */
+int yf_wheel_pending(const yf_wheel *wh, const yf_timer *t);
+
+/* Many ticks of keyed work in one call (yf_wheel_run). Key k names
+ * timers[k] (fn NULL), whose payload becomes k when the call arms it. Tick
+ * i arms add_keys[j] for add_deadlines[j], j in [add_end[i-1], add_end[i])
+ * (add_end[-1] = 0), in order; then disarms cancel_keys[j], j in
+ * [cancel_end[i-1], cancel_end[i]), in order; then advances to times[i],
+ * the k-th expiry of the whole call (k < ndelays) armed again at the tick
+ * it fired + delays[k], later ones just expiring. Expiries are written to
+ * out_keys/out_deadlines (at most out_max; both NULL: counted only) in
+ * advance's order, and fired[i] (may be NULL) counts tick i's. */
+typedef struct yf_wheel_batch {
+    size_t nticks;
+    const uint64_t *times;
+    const uint64_t *add_end, *add_keys, *add_deadlines;
+    size_t nadds;
+    const uint64_t *cancel_end, *cancel_keys;
+    size_t ncancels;
+    const uint64_t *delays;
+    size_t ndelays;
+    uint64_t *out_keys, *out_deadlines;
+    size_t out_max;
+    uint64_t *fired;
+    /* Written by the call: ticks completed, expiries written (or counted),
+     * re-arms made, and what stopped it (YF_WHEEL_STOP_*) at which entry. */
+    size_t ticks_done, nout, nrearmed;
+    int stop;
+    size_t stop_index;
+} yf_wheel_batch;
+
+enum {
+    YF_WHEEL_STOP_NONE = 0,         /* every tick ran */
+    YF_WHEEL_STOP_CALL = 1,         /* refused before any work (EINVAL: NULLs; EBUSY: from a callback) */
+    YF_WHEEL_STOP_TICK = 2,         /* tick stop_index: times[] goes back or add_end/cancel_end out of order (EINVAL) */
+    YF_WHEEL_STOP_ADD = 3,          /* add_keys[stop_index]: beyond nkeys (EINVAL) or already pending (EBUSY) */
+    YF_WHEEL_STOP_CANCEL = 4,       /* cancel_keys[stop_index]: beyond nkeys (EINVAL) or not pending here (ENOENT) */
+    YF_WHEEL_STOP_OUT = 5           /* tick stop_index: out_max reached inside it (ENOBUFS) */
+};
+
+/* Runs b's ticks (above); an entry that fails stops the call there with
+ * everything before it done and nothing after it (b->ticks_done ticks
+ * complete, the failing tick's earlier entries applied, its advance not
+ * made). Returns b->nout; -1 with errno as b->stop says. */
+int64_t yf_wheel_run(yf_wheel *wh, yf_timer *timers, size_t nkeys, yf_wheel_batch *b);
 
 /* ======================================================================
  * Socket buffer (sbuf.c): a ring of fixed-size chunks with head, cursor

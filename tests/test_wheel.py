@@ -390,3 +390,260 @@ def test_loop_sleeps_never_early_and_within_a_tick_of_nanosleep():
     # pair it ends between 0 and 1 ms after its clock_nanosleep twin (noise
     # of the machine aside, which the median of 40 pairs keeps small).
     assert -0.5 < ev["excess_median"] < 1.5, ev
+
+
+# ---- KeyedTimerWheel.run: many ticks in one C call ------------------------------
+
+class ModelStop(Exception):
+    """model_run reached an entry run() must refuse: exc is the exception
+    class, done the ticks completed, out what they gave."""
+
+    def __init__(self, exc, done, out):
+        super().__init__(exc.__name__)
+        self.exc, self.done, self.out = exc, done, out
+
+
+def model_run(m: Model, times, adds, cancels, delays):
+    """The specification of KeyedTimerWheel.run on the Model (keys are the
+    handles, payload = key): per tick the adds, the cancels, then an advance
+    in which the k-th expiry (k < len(delays)) is armed again at the tick it
+    fired + delays[k]. A due timer (deadline at or before the advance's
+    start) fires at the start; a re-arm at or before its firing tick is due
+    at the next advance, as add's is. Returns (keys, deadlines, fired per
+    tick, rearmed); an add of a pending key or a cancel of a key that is not
+    pending raises ModelStop, the entries before it applied."""
+    keys, deadlines, fired, k = [], [], [], 0
+    for i, (now, tick_adds, tick_cancels) in enumerate(zip(times, adds, cancels)):
+        for key, d in tick_adds:
+            if key in m.pending:
+                raise ModelStop(ValueError, i, (keys, deadlines, fired, k))
+            m.add(key, d, key)
+        for key in tick_cancels:
+            if key not in m.pending:
+                raise ModelStop(LookupError, i, (keys, deadlines, fired, k))
+            m.cancel(key)
+        start, deferred, n = m.now, set(), 0
+        while True:
+            due = [(v[0], v[1], h) for h, v in m.pending.items() if v[0] <= now and h not in deferred]
+            if not due:
+                break
+            d, _, h = min(due)
+            del m.pending[h]
+            keys.append(h)
+            deadlines.append(d)
+            n += 1
+            if k < len(delays):
+                at = max(d, start) + int(delays[k])
+                k += 1
+                m.add(h, at, h)
+                if at <= max(d, start):
+                    deferred.add(h)
+        m.now = now
+        fired.append(n)
+    return keys, deadlines, fired, k
+
+
+def random_ticks(rng, nkeys, now, pending, nticks, wrong=0.0, jumps=(0, 1, 2, 5, 60, 3000)):
+    """nticks ticks of keyed work from the set of pending keys, tracked as if
+    nothing expired (so the adds are valid; a cancel may meet a key that
+    expired): (times, adds [(key, deadline)], cancels [key]) per tick. With
+    probability `wrong` a tick also arms a key it believes pending."""
+    times, adds, cancels = [], [], []
+    pend = set(pending)
+    for _ in range(nticks):
+        free = [k for k in range(nkeys) if k not in pend]
+        new = rng.choice(free, size=min(len(free), int(rng.integers(0, 8))), replace=False).tolist()
+        if pend and rng.random() < wrong:
+            new.append(int(rng.choice(sorted(pend))))
+        tick_adds = [(int(k), max(0, now + int(rng.integers(-3, 3000)))) for k in new]
+        pend |= set(new)
+        gone = rng.choice(sorted(pend), size=min(len(pend), int(rng.integers(0, 5))), replace=False).tolist()
+        pend -= set(gone)
+        now += int(rng.choice(jumps))
+        times.append(now)
+        adds.append(tick_adds)
+        cancels.append([int(k) for k in gone])
+    return times, adds, cancels
+
+
+def flat(per_tick, pick=lambda x: x):
+    """A per-tick list of lists as (1-D int64 array, counts)."""
+    vals = [pick(x) for tick in per_tick for x in tick]
+    return np.array(vals, np.int64), np.array([len(t) for t in per_tick], np.int64)
+
+
+def run_both(w, m, times, adds, cancels, delays):
+    """The same ticks through run() and model_run(): asserts they agree,
+    refusals included; returns run()'s Ran (the partial one on a refusal)."""
+    d = [] if delays is None else list(delays)
+    ak, ac = flat(adds, lambda x: x[0])
+    ad, _ = flat(adds, lambda x: x[1])
+    ck, cc = flat(cancels)
+    try:
+        want, stop = model_run(m, times, adds, cancels, d), None
+    except ModelStop as e:
+        want, stop = e.out, e
+    if stop is None:
+        r = w.run(times, ak, ad, ck, delays, add_counts=ac, cancel_counts=cc)
+    else:
+        with pytest.raises(stop.exc) as ei:
+            w.run(times, ak, ad, ck, delays, add_counts=ac, cancel_counts=cc)
+        assert ei.value.done == stop.done
+        r = ei.value.result
+    assert r.keys.tolist() == want[0] and r.deadlines.tolist() == want[1]
+    assert r.fired.tolist() == want[2] and r.rearmed == want[3]
+    return r
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 2), (1,), (4, 4), (8, 8, 8, 8)])
+@pytest.mark.parametrize("seed", range(4))
+def test_run_matches_model_and_per_op_api(shape, seed):
+    """run() over random ticks gives exactly the model's expiries, per-tick
+    counts, re-arms, refusals and pending keys; without delays and
+    refusals it also agrees with the same ticks done through
+    add/cancel/advance on a twin wheel."""
+    from yfcore.wheel import KeyedTimerWheel
+
+    rng = np.random.default_rng(seed * 17 + len(shape))
+    nkeys, start = 60, int(rng.choice([0, 7, 2**40]))
+    w, m = KeyedTimerWheel(nkeys, shape, start), Model(start)
+    seen = {"expiries": 0, "re-arms": 0, "refusals": 0, "twin ticks": 0}
+    for call in range(30):
+        pend = [k for k in range(nkeys) if w.pending(k)]
+        times, adds, cancels = random_ticks(rng, nkeys, m.now, pend, int(rng.integers(0, 9)), wrong=0.05)
+        delays = rng.integers(0, 400, int(rng.integers(0, 40))) if call % 3 else None
+        # The twin: the model's state before the call, through the per-op API.
+        twin = KeyedTimerWheel(nkeys, shape, m.now)
+        for key, v in sorted(m.pending.items(), key=lambda kv: kv[1][1]):
+            twin.add(key, v[0])
+        before = w.now
+        r = run_both(w, m, times, adds, cancels, delays)
+        refused = len(r.fired) < len(times)
+        seen["expiries"] += len(r.keys)
+        seen["re-arms"] += r.rearmed
+        seen["refusals"] += refused
+        if delays is None and not refused:
+            got_k, got_d = [], []
+            for now, ta, tc in zip(times, adds, cancels):
+                for key, dd in ta:
+                    twin.add(key, dd)
+                for key in tc:
+                    twin.cancel(key)
+                k2, d2 = twin.advance(now)
+                got_k += k2.tolist()
+                got_d += d2.tolist()
+            assert got_k == r.keys.tolist() and got_d == r.deadlines.tolist()
+            assert twin.now == w.now and len(twin) == len(w)
+            seen["twin ticks"] += len(times)
+        twin.close()
+        w.check()
+        assert w.now >= before and len(w) == len(m.pending) and w.now == m.now
+        assert [k for k in range(nkeys) if w.pending(k)] == sorted(m.pending)
+    assert min(seen.values()) > 0, seen
+    # Everything left comes out in the model's order.
+    keys, dl = w.advance(MAX_TIME)
+    want = m.advance(MAX_TIME)
+    assert list(zip(keys.tolist(), dl.tolist())) == [(h, d) for h, d, _ in want]
+    w.close()
+
+
+def test_run_two_d_rows_equal_flat_with_counts():
+    from yfcore.wheel import KeyedTimerWheel
+
+    rng = np.random.default_rng(3)
+    keys = rng.permutation(400)[:320].reshape(40, 8)
+    dl = np.arange(40)[:, None] + 1 + rng.integers(0, 50, (40, 8))
+    delays = rng.integers(1, 50, 500)
+    a, b = KeyedTimerWheel(400, (3, 3)), KeyedTimerWheel(400, (3, 3))
+    times = np.arange(1, 41)
+    ra = a.run(times, keys, dl, delays=delays)
+    rb = b.run(times, keys.ravel(), dl.ravel(), delays=delays, add_counts=np.full(40, 8))
+    rc = KeyedTimerWheel(400, (3, 3)).run(times, keys, dl, delays=delays, collect=False)
+    assert ra.keys.tolist() == rb.keys.tolist() and ra.fired.tolist() == rb.fired.tolist() == rc.fired.tolist()
+    assert ra.rearmed == rb.rearmed == rc.rearmed > 0 and rc.keys is None and rc.deadlines is None
+    a.close()
+    b.close()
+
+
+def test_run_stops_at_the_bad_entry_and_says_where():
+    """A key armed twice or cancelled when not pending stops the call there:
+    the ticks before it are done, the tick's earlier entries applied, and
+    the exception names the entry and carries what ran."""
+    from yfcore.wheel import KeyedTimerWheel
+
+    w = KeyedTimerWheel(16, (2, 2))
+    times = [1, 2, 3, 4]
+    adds = np.array([[0, 1], [2, 3], [4, 4], [5, 6]])
+    dl = np.array([[1, 9], [2, 9], [9, 9], [9, 9]])
+    with pytest.raises(ValueError, match=r"add_keys\[2, 1\]: key 4 is already pending") as ei:
+        w.run(times, adds, dl, delays=[0])
+    assert ei.value.done == 2 and w.now == 2
+    # Key 0 fired at tick 0 and was re-armed with the one delay, 0: due, so
+    # it fired again at the start of tick 1, then expired; 2 expired at 2.
+    assert ei.value.result.keys.tolist() == [0, 0, 2] and ei.value.result.fired.tolist() == [1, 2]
+    assert ei.value.result.rearmed == 1
+    # 1 and 3 armed, and the first 4 of tick 2 (the second one stopped the call).
+    assert [k for k in range(16) if w.pending(k)] == [1, 3, 4]
+    w.check()
+    with pytest.raises(LookupError, match=r"cancel_keys\[3\] \(tick 1\): key 2 is not pending") as ei:
+        w.run([5, 6], cancel_keys=[1, 3, 4, 2], cancel_counts=[1, 3])
+    assert ei.value.done == 1 and w.now == 5
+    assert ei.value.result.keys.tolist() == [] and ei.value.result.fired.tolist() == [0]
+    assert [k for k in range(16) if w.pending(k)] == []
+    w.check()
+    w.close()
+
+
+def test_run_refuses_bad_arguments_before_doing_anything():
+    from yfcore.wheel import KeyedTimerWheel
+
+    w = KeyedTimerWheel(8, (2, 2), now=10)
+    w.add(1, 20)
+    bad = [
+        (TypeError, "times", dict(times=[1.5])),
+        (ValueError, "times", dict(times=[9])),
+        (ValueError, r"times\[2\]", dict(times=[10, 12, 11])),
+        (ValueError, "times", dict(times=np.zeros((2, 2), np.int64))),
+        (ValueError, "add_keys", dict(times=[11], add_keys=[[8]], add_deadlines=[[12]])),
+        (ValueError, "add_keys", dict(times=[11], add_keys=[[-1]], add_deadlines=[[12]])),
+        (TypeError, "add_keys", dict(times=[11], add_keys=[[1.0]], add_deadlines=[[12]])),
+        (TypeError, "add_keys", dict(times=[11], add_keys=[[True]], add_deadlines=[[12]])),
+        (ValueError, "add_deadlines", dict(times=[11], add_keys=[[2]], add_deadlines=[[-12]])),
+        (ValueError, "add_deadlines", dict(times=[11], add_keys=[[2]], add_deadlines=[[12, 13]])),
+        (ValueError, "add_deadlines", dict(times=[11], add_keys=[[2]])),
+        (ValueError, "rows", dict(times=[11, 12], add_keys=[[2]], add_deadlines=[[12]])),
+        (ValueError, "add_counts", dict(times=[11], add_keys=[2], add_deadlines=[12])),
+        (ValueError, "add_counts", dict(times=[11], add_keys=[2], add_deadlines=[12], add_counts=[2])),
+        (ValueError, "add_counts", dict(times=[11], add_keys=[2], add_deadlines=[12], add_counts=[1, 0])),
+        (ValueError, "add_counts", dict(times=[11], add_keys=[2], add_deadlines=[12], add_counts=[-1])),
+        (ValueError, "cancel_keys", dict(times=[11], cancel_keys=[[9]])),
+        (ValueError, "cancel_keys", dict(times=[11], cancel_keys=[[1]], cancel_counts=[1])),
+        (ValueError, "cancel_counts", dict(times=[11], cancel_keys=[1])),
+        (ValueError, "delays", dict(times=[11], delays=[-1])),
+        (TypeError, "delays", dict(times=[11], delays=["1"])),
+        (TypeError, "collect", dict(times=[11], collect=1)),
+        (ValueError, "cancel_keys", dict(times=[11], cancel_counts=[1])),
+    ]
+    for exc, name, kw in bad:
+        with pytest.raises(exc, match=name):
+            w.run(**kw)
+        assert len(w) == 1 and w.now == 10 and w.pending(1), kw
+    w.check()
+    with pytest.raises(ValueError, match="already pending"):
+        w.add(1, 30)
+    with pytest.raises(LookupError, match="not pending"):
+        w.cancel(2)
+    with pytest.raises(ValueError, match="key"):
+        w.add(8, 30)
+    with pytest.raises(ValueError, match="key"):
+        w.pending(-1)
+    with pytest.raises(ValueError, match="now"):
+        w.advance(3)
+    with pytest.raises(ValueError, match="keys"):
+        KeyedTimerWheel(0)
+    assert w.run([]).fired.tolist() == []
+    w.close()
+    with pytest.raises(ValueError, match="closed"):
+        w.run([11])
+    with pytest.raises(ValueError, match="closed"):
+        w.pending(1)

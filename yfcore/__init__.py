@@ -10,7 +10,7 @@ _EXPORTS = {
     "Scheduler": "runtime", "Coroutine": "runtime", "PyCoroutine": "runtime",
     "CoroutineExit": "runtime", "PY_STACK_SIZE": "runtime",
     "yield_": "runtime", "block": "runtime", "current": "runtime", "sleep": "runtime", "wait_fd": "runtime",
-    "Loop": "loop", "TimerWheel": "wheel", "SockBuf": "sbuf",
+    "Loop": "loop", "TimerWheel": "wheel", "KeyedTimerWheel": "wheel", "SockBuf": "sbuf",
 }
 
 __all__ = ["__version__", *_EXPORTS]

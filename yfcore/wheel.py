@@ -25,10 +25,10 @@ from collections import deque, namedtuple
 
 import numpy as np
 
-from ._handle import Owned, checker, error, guarded, held, int_array, integer, reader
+from ._handle import Owned, checker, error, flag, guarded, held, int_array, integer, reader
 from ._yfcore import ffi, lib
 
-__all__ = ["TimerWheel", "Expired", "DEFAULT_BITS"]
+__all__ = ["TimerWheel", "KeyedTimerWheel", "Expired", "Ran", "DEFAULT_BITS"]
 
 # 4 levels of 256 slots: 2^32 ticks (49.7 days at 1 ms) inside the wheel, one
 # cascade for most of the churn workload's 10 s deadlines; notebook 05's
@@ -81,7 +81,127 @@ def _array(name: str, values, lo: int = 0, hi: int = MAX_TIME) -> np.ndarray:
     return int_array(name, values, lo, hi)
 
 
-class TimerWheel(Owned):
+def _u64(a: np.ndarray) -> np.ndarray:
+    """A validated non-negative integer array as contiguous uint64 for C (an
+    int64 array is its own uint64 view)."""
+    if a.dtype == np.int64 and a.flags.c_contiguous:
+        return a.view(np.uint64)
+    return np.ascontiguousarray(a, np.uint64)
+
+
+class _Wheel(Owned):
+    """What both wheels share: the shape, the C wheel, the mapping of timer
+    records it links (never moved, released only after the wheel is freed)
+    and the read-only inspection."""
+
+    _what = "timer wheel"
+    _shared = True
+
+    def _setup(self, bits, now, n: int, name: str):
+        """Check bits and now, reserve n timer records (n is `name`'s value)
+        and make the C wheel; returns its pointer (not yet _open'ed)."""
+        if isinstance(bits, (str, bytes)):
+            raise TypeError(f"bits must be a sequence of ints, got {type(bits).__name__}")
+        try:
+            bits = tuple(bits)
+        except TypeError:
+            raise TypeError(f"bits must be a sequence of ints, got {type(bits).__name__}") from None
+        if not 1 <= len(bits) <= MAX_LEVELS:
+            raise ValueError(f"bits must name 1 to {MAX_LEVELS} levels, got {len(bits)}")
+        for i, b in enumerate(bits):
+            _int(f"bits[{i}]", b, 1, MAX_BITS)
+        if sum(bits) > MAX_TOTAL_BITS:
+            raise ValueError(f"bits must add up to at most {MAX_TOTAL_BITS}, got {sum(bits)}")
+        now = _int("now", now)
+        self._bits = tuple(int(b) for b in bits)
+        try:
+            self._map = mmap.mmap(-1, n * _TIMER_SIZE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        except OSError as e:
+            raise MemoryError(f"{name}={n}: cannot reserve {n * _TIMER_SIZE} bytes "
+                              f"for its timers ({os.strerror(e.errno)})") from None
+        self._timers = ffi.from_buffer("yf_timer[]", self._map)
+        self._out_h = None
+        wh = lib.yf_wheel_new(ffi.new("unsigned[]", list(self._bits)), len(self._bits), now)
+        if wh == ffi.NULL:
+            e = ffi.errno
+            self._release_memory()
+            raise error("yf_wheel_new", e)
+        return wh
+
+    def _release_memory(self):
+        ffi.release(self._timers)
+        self._timers = None
+        self._map.close()
+
+    def _destroy(self, wh) -> None:
+        """Free the wheel, then the timers' memory."""
+        lib.yf_wheel_free(wh)
+        self._release_memory()
+
+    @guarded
+    def __len__(self) -> int:
+        return lib.yf_wheel_count(self._h)
+
+    now = reader(lib.yf_wheel_now, "The wheel's current tick.")
+    bits = held("_bits", "Slots per level as powers of two, level 0 first.")
+
+    @guarded
+    def next_deadline(self) -> int | None:
+        """A lower bound of the earliest pending deadline (exact for the next
+        few level-0 ticks), or None when nothing is pending."""
+        n = lib.yf_wheel_next(self._h)
+        return None if n == 2**64 - 1 else int(n)
+
+    check = checker("yf_wheel_check", lib.yf_wheel_check)
+
+    @guarded
+    def occupancy(self) -> np.ndarray:
+        """Timers per slot: an array of shape (levels, 2**max(bits)), zero-padded."""
+        width = max(self._bits)
+        out = np.zeros(len(self._bits) << width, np.uint32)
+        n = lib.yf_wheel_occupancy(self._h, ffi.from_buffer("uint32_t[]", out), width)
+        if n == 0:
+            e = ffi.errno
+            raise error("yf_wheel_occupancy", e)
+        return out.reshape(len(self._bits), 1 << width)
+
+    def _out_buffers(self, size: int) -> None:
+        """advance_collect's output arrays (payloads, and deadlines below
+        2**63), with their cffi views made once."""
+        self._out_h = np.empty(size, np.int64)
+        self._out_d = np.empty(size, np.int64)
+        self._out_hc = ffi.from_buffer("uint64_t[]", self._out_h)
+        self._out_dc = ffi.from_buffer("uint64_t[]", self._out_d)
+
+    def _collect(self, now) -> tuple:
+        """Advance to `now` (checked here); (payloads, deadlines) of the
+        expired timers as int64 arrays, in advance order."""
+        now = _int("now", now)
+        wh = self._h
+        if self._out_h is None:
+            self._out_buffers(1024)
+        parts_h, parts_d = [], []
+        while True:
+            n = lib.yf_wheel_advance_collect(wh, now, self._out_hc, self._out_dc, len(self._out_h))
+            if n < 0:
+                raise self._refuse_back(ffi.errno, now, "yf_wheel_advance_collect")
+            parts_h.append(self._out_h[:n].copy())
+            parts_d.append(self._out_d[:n].copy())
+            if n < len(self._out_h):
+                break
+            # Full: the wheel stopped early; take more next time round.
+            self._out_buffers(2 * len(self._out_h))
+        if len(parts_h) == 1:
+            return parts_h[0], parts_d[0]
+        return np.concatenate(parts_h), np.concatenate(parts_d)
+
+    def _refuse_back(self, e: int, now: int, what: str):
+        if e == errno.EINVAL:
+            return ValueError(f"now must not go back: the wheel is at {lib.yf_wheel_now(self._h)}, got {now}")
+        return error(what, e)
+
+
+class TimerWheel(_Wheel):
     """A hierarchical timer wheel of integer ticks.
 
     bits: slots per level as powers of two (level 0 first), 1-8 levels of
@@ -99,38 +219,11 @@ class TimerWheel(Owned):
     Any thread may use a wheel; a lock serialises the calls (yfcore._handle).
     """
 
-    _what = "timer wheel"
-    _shared = True
-
     def __init__(self, bits=DEFAULT_BITS, now: int = 0, capacity: int = DEFAULT_CAPACITY):
         self._fresh()
-        if isinstance(bits, (str, bytes)):
-            raise TypeError(f"bits must be a sequence of ints, got {type(bits).__name__}")
-        try:
-            bits = tuple(bits)
-        except TypeError:
-            raise TypeError(f"bits must be a sequence of ints, got {type(bits).__name__}") from None
-        if not 1 <= len(bits) <= MAX_LEVELS:
-            raise ValueError(f"bits must name 1 to {MAX_LEVELS} levels, got {len(bits)}")
-        for i, b in enumerate(bits):
-            _int(f"bits[{i}]", b, 1, MAX_BITS)
-        if sum(bits) > MAX_TOTAL_BITS:
-            raise ValueError(f"bits must add up to at most {MAX_TOTAL_BITS}, got {sum(bits)}")
-        now = _int("now", now)
         capacity = _int("capacity", capacity, 1, MAX_CAPACITY)
         self._capacity = capacity
-        self._bits = tuple(int(b) for b in bits)
-        try:
-            self._map = mmap.mmap(-1, capacity * _TIMER_SIZE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-        except OSError as e:
-            raise MemoryError(f"capacity={capacity}: cannot reserve {capacity * _TIMER_SIZE} bytes "
-                              f"for its timers ({os.strerror(e.errno)})") from None
-        self._timers = ffi.from_buffer("yf_timer[]", self._map)
-        wh = lib.yf_wheel_new(ffi.new("unsigned[]", list(self._bits)), len(self._bits), now)
-        if wh == ffi.NULL:
-            e = ffi.errno
-            self._release_memory()
-            raise error("yf_wheel_new", e)
+        wh = self._setup(bits, now, capacity, "capacity")
         try:
             self._tag = _take_tag()
         except RuntimeError:
@@ -146,20 +239,13 @@ class TimerWheel(Owned):
         self._free = np.zeros(1024, np.uint32)  # a stack of reusable slots
         self._nfree = 0
         self._tag_bits = self._tag << (_GEN_BITS + _SLOT_BITS)
-        self._out_h = self._out_d = None
         self._open(wh)
 
     # ---- lifetime ------------------------------------------------------------------
 
-    def _release_memory(self):
-        ffi.release(self._timers)
-        self._timers = None
-        self._map.close()
-
     def _destroy(self, wh) -> None:
         """Free the wheel, then the timers' memory, then the tag."""
-        lib.yf_wheel_free(wh)
-        self._release_memory()
+        super()._destroy(wh)
         _give_tag(self._tag)
 
     # ---- slots and handles ---------------------------------------------------------
@@ -290,11 +376,7 @@ class TimerWheel(Owned):
         wh = self._h
         slots = self._take(len(d))
         handles = ~self._hand[slots]
-        # Validated non-negative, so an int64 array is its own uint64 view.
-        if d.dtype == np.int64 and d.flags.c_contiguous:
-            dl = d.view(np.uint64)
-        else:
-            dl = np.ascontiguousarray(d, np.uint64)
+        dl = _u64(d)
         n = lib.yf_wheel_add_many(wh, self._timers, ffi.from_buffer("uint32_t[]", slots),
                                   ffi.from_buffer("uint64_t[]", dl), ffi.from_buffer("uint64_t[]", handles),
                                   len(d), ffi.NULL)
@@ -329,26 +411,7 @@ class TimerWheel(Owned):
     def advance_many(self, now: int):
         """Move time to `now`; return (handles, deadlines, payloads) of the
         expired timers as int64 arrays, in the order of advance()."""
-        now = _int("now", now)
-        wh = self._h
-        if self._out_h is None:
-            self._out_buffers(1024)
-        parts_h, parts_d = [], []
-        while True:
-            n = lib.yf_wheel_advance_collect(wh, now, self._out_hc, self._out_dc, len(self._out_h))
-            if n < 0:
-                e = ffi.errno
-                if e == errno.EINVAL:
-                    raise ValueError(f"now must not go back: the wheel is at {lib.yf_wheel_now(wh)}, got {now}")
-                raise error("yf_wheel_advance_collect", e)
-            parts_h.append(self._out_h[:n].copy())
-            parts_d.append(self._out_d[:n].copy())
-            if n < len(self._out_h):
-                break
-            # Full: the wheel stopped early; take more next time round.
-            self._out_buffers(2 * len(self._out_h))
-        handles = parts_h[0] if len(parts_h) == 1 else np.concatenate(parts_h)
-        deadlines = parts_d[0] if len(parts_d) == 1 else np.concatenate(parts_d)
+        handles, deadlines = self._collect(now)
         slots = handles & _SLOT_MASK
         payloads = self._payload[slots]
         self._give_back(handles, slots, _EXPIRED)
@@ -369,44 +432,15 @@ class TimerWheel(Owned):
         k = len(dl)
         if self._out_h is None or len(self._out_h) < k:
             self._out_buffers(max(1024, k))
-        if dl.dtype == np.int64 and dl.flags.c_contiguous:
-            dl = dl.view(np.uint64)
-        else:
-            dl = np.ascontiguousarray(dl, np.uint64)
+        dl = _u64(dl)
         n = lib.yf_wheel_advance_rearm(wh, now, ffi.from_buffer("uint64_t[]", dl), self._out_hc, self._out_dc, k)
         if n < 0:
-            e = ffi.errno
-            if e == errno.EINVAL:
-                raise ValueError(f"now must not go back: the wheel is at {lib.yf_wheel_now(wh)}, got {now}")
-            raise error("yf_wheel_advance_rearm", e)
+            raise self._refuse_back(ffi.errno, now, "yf_wheel_advance_rearm")
         handles = self._out_h[:n].copy()
         deadlines = self._out_d[:n].copy()
         return handles, deadlines, self._payload[handles & _SLOT_MASK]
 
-    def _out_buffers(self, size: int) -> None:
-        """advance_collect's output arrays (handles are the records' payloads;
-        deadlines are below 2**63), with their cffi views made once."""
-        self._out_h = np.empty(size, np.int64)
-        self._out_d = np.empty(size, np.int64)
-        self._out_hc = ffi.from_buffer("uint64_t[]", self._out_h)
-        self._out_dc = ffi.from_buffer("uint64_t[]", self._out_d)
-
-    # ---- inspection ----------------------------------------------------------------
-
-    @guarded
-    def __len__(self) -> int:
-        return lib.yf_wheel_count(self._h)
-
-    now = reader(lib.yf_wheel_now, "The wheel's current tick.")
-    bits = held("_bits", "Slots per level as powers of two, level 0 first.")
     capacity = held("_capacity", "How many timers may be pending at once.")
-
-    @guarded
-    def next_deadline(self) -> int | None:
-        """A lower bound of the earliest pending deadline (exact for the next
-        few level-0 ticks), or None when nothing is pending."""
-        n = lib.yf_wheel_next(self._h)
-        return None if n == 2**64 - 1 else int(n)
 
     @guarded
     def pending(self, handle: int) -> bool:
@@ -418,20 +452,213 @@ class TimerWheel(Owned):
             return False
         return True
 
-    check = checker("yf_wheel_check", lib.yf_wheel_check)
-
-    @guarded
-    def occupancy(self) -> np.ndarray:
-        """Timers per slot: an array of shape (levels, 2**max(bits)), zero-padded."""
-        width = max(self._bits)
-        out = np.zeros(len(self._bits) << width, np.uint32)
-        n = lib.yf_wheel_occupancy(self._h, ffi.from_buffer("uint32_t[]", out), width)
-        if n == 0:
-            e = ffi.errno
-            raise error("yf_wheel_occupancy", e)
-        return out.reshape(len(self._bits), 1 << width)
-
     def __repr__(self) -> str:
         if self._h is None:
             return "TimerWheel(closed)"
         return f"TimerWheel(bits={self._bits}, now={self.now}, pending={len(self)})"
+
+
+Ran = namedtuple("Ran", "fired rearmed keys deadlines")
+Ran.__doc__ = """What KeyedTimerWheel.run did: fired, the expiries of each tick
+(int64, one per tick run); rearmed, how many expiries were armed again (the
+first `rearmed` of them, in order); keys and deadlines, the expiries in
+order as int64 arrays (None when run with collect=False)."""
+
+# What stopped a yf_wheel_run call: the array its stop_index indexes.
+_STOPPED_IN = {lib.YF_WHEEL_STOP_ADD: "add_keys", lib.YF_WHEEL_STOP_CANCEL: "cancel_keys"}
+
+
+class KeyedTimerWheel(_Wheel):
+    """A timer wheel whose timers are named by the caller's keys 0..keys-1
+    (at most one pending timer per key), built for driving many ticks of
+    timer work from numpy in one C call.
+
+    keys: how many keys (memory for that many timers is reserved, touched
+    only as used); bits and now as for TimerWheel.
+
+    add(key, deadline), cancel(key), pending(key) and advance(now) work one
+    timer at a time; run(times, ...) runs whole ticks of adds, cancels and
+    expiries (optionally re-armed) in one call. Expiries come out in deadline
+    order, ties in arming order, exactly as TimerWheel's do.
+
+    Any thread may use the wheel; a lock serialises the calls.
+    """
+
+    def __init__(self, keys: int, bits=DEFAULT_BITS, now: int = 0):
+        self._fresh()
+        keys = _int("keys", keys, 1, MAX_CAPACITY)
+        self._nkeys = keys
+        wh = self._setup(bits, now, keys, "keys")
+        self._batch = ffi.new("yf_wheel_batch *")
+        self._open(wh)
+
+    keys = held("_nkeys", "How many keys (0..keys-1) name timers.")
+
+    def _timer(self, key):
+        return self._timers + _int("key", key, 0, self._nkeys - 1)
+
+    @guarded
+    def add(self, key: int, deadline: int) -> None:
+        """Arm key's timer for tick `deadline` (at or before now: due at the
+        next advance). ValueError when the key is already pending."""
+        t = self._timer(key)
+        deadline = _int("deadline", deadline)
+        t.payload = int(key)
+        if lib.yf_wheel_add(self._h, t, deadline) != 0:
+            e = ffi.errno
+            if e == errno.EBUSY:
+                raise ValueError(f"key {key} is already pending (cancel it first)")
+            raise error("yf_wheel_add", e)
+
+    @guarded
+    def cancel(self, key: int) -> None:
+        """Disarm key's pending timer; LookupError when it is not pending."""
+        t = self._timer(key)
+        if lib.yf_wheel_cancel(self._h, t) != 0:
+            e = ffi.errno
+            if e == errno.ENOENT:
+                raise LookupError(f"key {key} is not pending")
+            raise error("yf_wheel_cancel", e)
+
+    @guarded
+    def pending(self, key: int) -> bool:
+        """True while key's timer is armed."""
+        return bool(lib.yf_wheel_pending(self._h, self._timer(key)))
+
+    @guarded
+    def advance(self, now: int):
+        """Move time to `now`; return (keys, deadlines) of the expired timers
+        as int64 arrays, in deadline order (ties in arming order)."""
+        return self._collect(now)
+
+    def _per_tick(self, name: str, values, counts, nticks: int, lo: int, hi: int, like=None):
+        """One per-tick argument as (flat validated array, per-tick end
+        offsets as uint64): a (ticks, k) array, or a 1-D array split by
+        counts (one per tick). `like`: the keys' (flat, ends) it must match."""
+        cname = name.split("_")[0] + "_counts"
+        if values is None:
+            if counts is not None:
+                raise ValueError(f"{name} is missing but its counts were given")
+            return np.zeros(0, np.int64), np.zeros(nticks, np.uint64)
+        a = np.asarray(values) if not isinstance(values, np.ndarray) else values
+        if a.ndim == 2:
+            if counts is not None:
+                raise ValueError(f"{name} is 2-D (one row per tick): leave its counts out")
+            if a.shape[0] != nticks:
+                raise ValueError(f"{name} has {a.shape[0]} rows, times has {nticks} ticks")
+            flat = int_array(name, a.reshape(-1), lo, hi)
+            ends = np.arange(1, nticks + 1, dtype=np.uint64) * np.uint64(a.shape[1])
+        elif a.ndim == 1 and like is not None:
+            flat = int_array(name, a, lo, hi)
+            ends = like[1]
+        elif a.ndim == 1:
+            if counts is None:
+                raise ValueError(f"{cname} is needed when {name} is 1-D (or pass {name} as one row per tick)")
+            c = int_array(cname, counts, 0, 2**62)
+            if len(c) != nticks:
+                raise ValueError(f"{cname} has {len(c)} entries, times has {nticks} ticks")
+            ends = np.cumsum(c, dtype=np.uint64)
+            flat = int_array(name, a, lo, hi)
+            if (int(ends[-1]) if nticks else 0) != len(flat):
+                raise ValueError(f"{cname} add up to {int(ends[-1]) if nticks else 0}, {name} has {len(flat)}")
+        else:
+            raise ValueError(f"{name} must be a 1-D or a 2-D (one row per tick) array, got {a.ndim} dimensions")
+        if like is not None and (len(flat) != len(like[0]) or a.ndim != like[2]):
+            raise ValueError(f"{name} must have the shape of add_keys")
+        return flat, ends
+
+    @guarded
+    def run(self, times, add_keys=None, add_deadlines=None, cancel_keys=None, delays=None, *,
+            add_counts=None, cancel_counts=None, collect: bool = True) -> Ran:
+        """Run len(times) ticks in one C call and return a Ran.
+
+        Tick i arms the keys add_keys[i] for add_deadlines[i] (in order),
+        disarms cancel_keys[i] (in order), then moves time to times[i]
+        (non-decreasing, not before `now`), firing what is due. When
+        `delays` is given, the k-th expiry of the whole call is armed again
+        at the tick it fired plus delays[k] (same key); expiries past
+        len(delays) just expire.
+
+        Per-tick arrays are 2-D, one row per tick (the same number every
+        tick), or 1-D with add_counts / cancel_counts saying how many
+        entries each tick takes. Every array is checked before anything
+        runs (TypeError for a non-integer dtype, ValueError naming the array
+        for a bad shape, a key outside 0..keys-1, a negative deadline or
+        delay, times going back). Whether a key is pending is checked as the
+        call reaches it: arming a pending key (ValueError) or cancelling a
+        key that is not pending (LookupError) stops the call at that entry,
+        with every tick before it done, that tick's earlier entries applied
+        and nothing after; the exception's `done` says how many ticks ran
+        and its `result` (a Ran) what they did."""
+        t = int_array("times", times, 0, MAX_TIME)
+        nt = len(t)
+        now = lib.yf_wheel_now(self._h)
+        if nt and int(t[0]) < now:
+            raise ValueError(f"times must not go back: the wheel is at {now}, times[0] is {int(t[0])}")
+        if nt > 1:
+            back = t[1:] < t[:-1]
+            if back.any():
+                i = int(np.argmax(back)) + 1
+                raise ValueError(f"times must not go back: times[{i}] is {int(t[i])} after {int(t[i - 1])}")
+        collect = flag("collect", collect)
+        ak, aend = self._per_tick("add_keys", add_keys, add_counts, nt, 0, self._nkeys - 1)
+        if (add_keys is None) != (add_deadlines is None):
+            raise ValueError("add_keys and add_deadlines go together: give both or neither")
+        ad, _ = self._per_tick("add_deadlines", add_deadlines, None, nt, 0, MAX_TIME,
+                               like=(ak, aend, np.ndim(add_keys)))
+        ck, cend = self._per_tick("cancel_keys", cancel_keys, cancel_counts, nt, 0, self._nkeys - 1)
+        dl = np.zeros(0, np.int64) if delays is None else _array("delays", delays)
+        # An upper bound of the expiries: every timer pending at some point
+        # of the call expires at most once per arming.
+        out_max = len(self) + len(ak) + len(dl)
+        keys = np.empty(out_max if collect else 0, np.int64)
+        dead = np.empty(len(keys), np.int64)
+        fired = np.empty(nt, np.int64)
+        # The C call checks every entry again: another thread may change
+        # these arrays while it runs (cffi lets go of the GIL), and no
+        # such change may reach memory the wheel does not own.
+        arrays = [_u64(t), aend, _u64(ak), _u64(ad), cend, _u64(ck), _u64(dl), keys, dead, fired]
+        bufs = [ffi.from_buffer("uint64_t[]", a) if len(a) else ffi.NULL for a in arrays]
+        b = self._batch
+        (b.times, b.add_end, b.add_keys, b.add_deadlines, b.cancel_end, b.cancel_keys, b.delays,
+         b.out_keys, b.out_deadlines, b.fired) = bufs
+        b.nticks, b.nadds, b.ncancels, b.ndelays, b.out_max = nt, len(ak), len(ck), len(dl), len(keys)
+        n = lib.yf_wheel_run(self._h, self._timers, self._nkeys, b)
+        e = ffi.errno
+        done, nout = b.ticks_done, b.nout
+        res = Ran(fired[:done].copy(), b.nrearmed, keys[:nout].copy() if collect else None,
+                  dead[:nout].copy() if collect else None)
+        if n >= 0:
+            return res
+        raise self._stopped(b, e, res, ak if b.stop == lib.YF_WHEEL_STOP_ADD else ck,
+                            aend if b.stop == lib.YF_WHEEL_STOP_ADD else cend, np.ndim(add_keys)
+                            if b.stop == lib.YF_WHEEL_STOP_ADD else np.ndim(cancel_keys))
+
+    def _stopped(self, b, e: int, res: Ran, flat, ends, ndim: int) -> Exception:
+        """The exception for a yf_wheel_run that stopped early."""
+        name = _STOPPED_IN.get(b.stop)
+        if name is None:
+            # Entries are checked before the call: only a wrapper bug, or
+            # another thread changing the arrays meanwhile, gets here.
+            exc = RuntimeError(f"yf_wheel_run stopped at tick {b.stop_index} ({os.strerror(e)}); "
+                               "were the arrays changed during the call?")
+        else:
+            j = b.stop_index
+            tick = int(np.searchsorted(ends, j, side="right"))
+            start = int(ends[tick - 1]) if tick else 0
+            where = f"{name}[{tick}, {j - start}]" if ndim == 2 else f"{name}[{j}] (tick {tick})"
+            key = int(flat[j])
+            if e == errno.EBUSY:
+                exc = ValueError(f"{where}: key {key} is already pending")
+            elif e == errno.ENOENT:
+                exc = LookupError(f"{where}: key {key} is not pending")
+            else:
+                exc = ValueError(f"{where}: key {key} is not below keys={self._nkeys} "
+                                 "(was the array changed during the call?)")
+        exc.done, exc.result = b.ticks_done, res
+        return exc
+
+    def __repr__(self) -> str:
+        if self._h is None:
+            return "KeyedTimerWheel(closed)"
+        return f"KeyedTimerWheel(keys={self._nkeys}, bits={self._bits}, now={self.now}, pending={len(self)})"

@@ -3,7 +3,9 @@
 Each input is a wheel shape (1-5 levels of 1-10 bits), a starting tick and a
 sequence of operations: add and add_many with deadlines near, far (past every
 level) or already past; cancel and cancel_many of pending, stale and made-up
-handles; advance and advance_many by small and huge steps, and backwards.
+handles; advance and advance_many by small and huge steps, and backwards;
+and KeyedTimerWheel.run over a few ticks of any keys (refusals included),
+against the model of run in tests/test_wheel.py.
 Expiries must come out exactly as the model says (deadline, then arming
 order, also for deadlines already past when armed; as in tests/test_wheel.py), and yf_wheel_check must hold after
 every operation.
@@ -17,11 +19,13 @@ import atheris
 
 with atheris.instrument_imports(include=["yfcore"]):
     import numpy as np
-    from yfcore.wheel import TimerWheel
+    from yfcore.wheel import KeyedTimerWheel, TimerWheel
 
 # The specification tests/test_wheel.py checks the wheel against.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from test_wheel import Model  # noqa: E402
+from test_wheel import Model, run_both  # noqa: E402
+
+KEYS = 32
 
 MAX_OPS = 40
 MAX_TIME = 2**63 - 1
@@ -49,6 +53,25 @@ def _expect(exc, fn, *args):
     except exc:
         return
     raise AssertionError(f"{fn.__name__}{args!r} did not raise {exc.__name__}")
+
+
+def _run(fdp, kw: KeyedTimerWheel, km: Model) -> None:
+    """KeyedTimerWheel.run over a few ticks of any keys (arming a pending
+    key or cancelling one that is not must stop the call where the model
+    says), against tests/test_wheel.py's model_run."""
+    times, adds, cancels, now = [], [], [], km.now
+    for _ in range(fdp.ConsumeIntInRange(0, 6)):
+        adds.append([(fdp.ConsumeIntInRange(0, KEYS - 1), _deadline(km, fdp))
+                     for _ in range(fdp.ConsumeIntInRange(0, 4))])
+        cancels.append([fdp.ConsumeIntInRange(0, KEYS - 1) for _ in range(fdp.ConsumeIntInRange(0, 2))])
+        now = min(now + (fdp.ConsumeIntInRange(0, 70), fdp.ConsumeIntInRange(0, 2**34))[fdp.ConsumeIntInRange(0, 1)],
+                  MAX_TIME)
+        times.append(now)
+    delays = [fdp.ConsumeIntInRange(0, 300) for _ in range(fdp.ConsumeIntInRange(0, 20))]
+    run_both(kw, km, times, adds, cancels, np.array(delays, np.int64) if delays else None)
+    kw.check()
+    assert len(kw) == len(km.pending) and kw.now == km.now
+    assert [k for k in range(KEYS) if kw.pending(k)] == sorted(km.pending)
 
 
 def _step(fdp, w: TimerWheel, m: Model, gone: list) -> None:
@@ -122,11 +145,15 @@ def test_one_input(data: bytes) -> None:
     start = STARTS[fdp.ConsumeIntInRange(0, len(STARTS) - 1)]
     w = TimerWheel(tuple(bits), now=start, capacity=4096)
     m = Model(start)
+    kw, km = KeyedTimerWheel(KEYS, tuple(bits), start), Model(start)
     gone = []
     try:
         for _ in range(MAX_OPS):
             if fdp.remaining_bytes() == 0:
                 break
+            if fdp.ConsumeIntInRange(0, 9) == 9:
+                _run(fdp, kw, km)
+                continue
             _step(fdp, w, m, gone)
             w.check()
             assert len(w) == len(m.pending) and w.now == m.now, (len(w), len(m.pending), w.now, m.now)
@@ -137,6 +164,7 @@ def test_one_input(data: bytes) -> None:
         assert len(w) == 0
     finally:
         w.close()
+        kw.close()
 
 
 if __name__ == "__main__":
