@@ -203,8 +203,9 @@ def bench(quick: bool | None = None, progress: bool = False, rounds: int | None 
     """`yfcore bench wheel`: the churn workload at 1K and 1M pending timers.
     yf (the C wheel, default shape) and c_heap (C binary heap, indexed
     cancel) in wall time and in callgrind instructions per event; yf_batch
-    (TimerWheel's batch API from Python) and heapq (lazy deletion) in wall
-    time. Every wall-time competitor runs interleaved in the same rounds."""
+    (KeyedTimerWheel.run from Python on numpy-prepared ticks) and heapq
+    (lazy deletion) in wall time. Every wall-time competitor runs
+    interleaved in the same rounds."""
     q = _quick_env() if quick is None else quick
     n = _sizes("wheel", q)
     comp = {}
