@@ -468,6 +468,14 @@ order as int64 arrays (None when run with collect=False)."""
 _STOPPED_IN = {lib.YF_WHEEL_STOP_ADD: "add_keys", lib.YF_WHEEL_STOP_CANCEL: "cancel_keys"}
 
 
+def _refused(rc: int, what: str, err: int, exc, msg: str) -> None:
+    """After a C call returning rc: exc(msg) when it failed with errno err,
+    the errno's exception for any other failure."""
+    if rc != 0:
+        e = ffi.errno
+        raise exc(msg) if e == err else error(what, e)
+
+
 class KeyedTimerWheel(_Wheel):
     """A timer wheel whose timers are named by the caller's keys 0..keys-1
     (at most one pending timer per key), built for driving many ticks of
@@ -504,21 +512,14 @@ class KeyedTimerWheel(_Wheel):
         t = self._timer(key)
         deadline = _int("deadline", deadline)
         t.payload = int(key)
-        if lib.yf_wheel_add(self._h, t, deadline) != 0:
-            e = ffi.errno
-            if e == errno.EBUSY:
-                raise ValueError(f"key {key} is already pending (cancel it first)")
-            raise error("yf_wheel_add", e)
+        _refused(lib.yf_wheel_add(self._h, t, deadline), "yf_wheel_add", errno.EBUSY,
+                 ValueError, f"key {key} is already pending (cancel it first)")
 
     @guarded
     def cancel(self, key: int) -> None:
         """Disarm key's pending timer; LookupError when it is not pending."""
-        t = self._timer(key)
-        if lib.yf_wheel_cancel(self._h, t) != 0:
-            e = ffi.errno
-            if e == errno.ENOENT:
-                raise LookupError(f"key {key} is not pending")
-            raise error("yf_wheel_cancel", e)
+        _refused(lib.yf_wheel_cancel(self._h, self._timer(key)), "yf_wheel_cancel", errno.ENOENT,
+                 LookupError, f"key {key} is not pending")
 
     @guarded
     def pending(self, key: int) -> bool:
