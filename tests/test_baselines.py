@@ -56,19 +56,43 @@ def test_malloc_stacks_scheduler():
 @pytest.mark.parametrize("kind", ["switch", "create"])
 def test_standalone_reports_the_same_rows(kind):
     rounds = 2
-    inproc = context_switch.fair(kind, quick=True, rounds=rounds, calibration_rounds=1)
-    alone = context_switch.standalone(kind, quick=True, rounds=rounds, calibration_rounds=1)
-    assert set(inproc) - {"provenance"} == set(alone)
+    result = context_switch.fair(kind, quick=True, rounds=rounds, calibration_rounds=1, standalone=True)
+    alone = result["standalone"]
+    assert set(result) - {"provenance", "standalone"} == set(alone)
     for name, row in alone.items():
         if "skipped" in row:
-            assert "skipped" in inproc[name]
+            assert "skipped" in result[name]
             continue
         assert len(row["samples"]) == rounds and all(x > 0 for x in row["samples"])
         assert len(row["by_placement"]) == lib.YF_BENCH_PLACEMENTS
         assert 0 <= row["placement"] < lib.YF_BENCH_PLACEMENTS
         best = (min if kind == "switch" else max)(row["by_placement"])
         assert row["by_placement"][row["placement"]] == best
-    assert set(context_switch.agreement(inproc, alone)) == {n for n, r in alone.items() if "skipped" not in r}
+    assert set(context_switch.agreement(result)) == {n for n, r in alone.items() if "skipped" not in r}
+    assert set(context_switch.flat(result)) == set(context_switch.agreement(result))
+
+
+def test_standalone_program_is_built_with_the_module_flags():
+    flags = context_switch.module_cflags()
+    info = ffi.string(lib.yf_build_info()).decode()
+    assert " ".join(flags).endswith(info.split(" cflags=", 1)[1])
+    assert "-fPIC" in flags
+
+
+def test_standalone_kernels_refuse_and_report():
+    with context_switch.StandaloneKernels() as remote:
+        assert remote("switch", lib.YF_FAIR_SW_RAW, 0, 100) > 0
+        for bad in [("switch", lib.YF_FAIR_NSWITCH, 0, 10), ("create", 0, lib.YF_BENCH_PLACEMENTS, 10),
+                    ("resume", 0, 0, 10)]:
+            with pytest.raises(OSError) as e:
+                remote(*bad)
+            assert e.value.errno == 22, bad  # EINVAL
+        # Still serving after the refusals.
+        assert remote("create", lib.YF_FAIR_LIFE_YF, 0, 10) > 0
+        remote._proc.kill()
+        remote._proc.wait()
+        with pytest.raises(RuntimeError, match="fair_baselines ended"):
+            remote("switch", lib.YF_FAIR_SW_RAW, 0, 100)
 
 
 def test_placement_stack_puts_frames_where_asked():

@@ -389,6 +389,17 @@ def test_cli_bench_unknown_name():
     assert cp.returncode == 2 and "--standalone applies to switch and create" in cp.stderr
 
 
+def test_cli_bench_standalone_json():
+    pytest.importorskip("yfcore.lab.context_switch", reason="yfcore.lab.context_switch (C module) not available")
+    cp = _cli("bench", "create", "--quick", "--standalone", "--json")
+    assert cp.returncode == 0, cp.stderr
+    out = json.loads(cp.stdout)
+    measured = {k for k, v in out.items() if isinstance(v, dict) and "per_second" in v}
+    assert {"yf", "yf_malloc", "ucontext"} <= measured
+    assert set(out["agreement"]) == measured == set(out["standalone"])
+    assert all(r > 0 for r in out["agreement"].values())
+
+
 def test_cli_user_errors_have_no_traceback():
     cp = _cli("report", "--quick", "--reference")
     assert cp.returncode != 0

@@ -127,14 +127,15 @@ def check_bars(rows) -> list[dict]:
 
 
 def run_benchmark(name: str, quick: bool | None = None, progress: bool = False,
-                  rounds: int | None = None) -> dict:
-    """Run benchmark `name` of BENCHMARKS; its result gains "speed_bars", the
-    project's targets checked on this run (a list, see check_bars())."""
+                  rounds: int | None = None, **options) -> dict:
+    """Run benchmark `name` of BENCHMARKS (`options` go to its function, e.g.
+    standalone=True for switch and create); its result gains "speed_bars",
+    the project's targets checked on this run (a list, see check_bars())."""
     if name not in BENCHMARKS:
         raise ValueError(f"unknown benchmark {name!r}; available: {', '.join(sorted(BENCHMARKS))}")
     module, func, bars = BENCHMARKS[name]
     mod = importlib.import_module(f".{module}", __package__)
-    result = getattr(mod, func)(quick, progress, rounds)
+    result = getattr(mod, func)(quick, progress, rounds, **options)
     if bars:
         result["speed_bars"] = check_bars(getattr(mod, bars)(result))
     return result

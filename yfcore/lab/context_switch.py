@@ -10,7 +10,9 @@ competitor.
 """
 import asyncio
 import concurrent.futures
+import contextlib
 import os
+import subprocess
 import time
 
 from .bench import STACK, interleaved, sizes as _sizes
@@ -18,7 +20,7 @@ from .provenance import provenance
 from .stats import _num, ratio as lab_ratio, ratio_samples as lab_ratio_samples, summaries, summary
 
 __all__ = [
-    "STACK", "SWITCH_ROWS", "CREATE_ROWS", "fair", "standalone",
+    "STACK", "SWITCH_ROWS", "CREATE_ROWS", "fair", "StandaloneKernels", "module_cflags",
     "agreement", "agreement_table", "placement_experiment", "placement_series", "placement_spread",
     "mxcsr_fields", "switch", "create", "ablation", "python_switches", "cpu_share", "checked_ns", "flat",
     "skipped", "switch_bars", "create_bars", "frame_table", "switch_evidence", "life_evidence",
@@ -74,16 +76,85 @@ CREATE_ROWS = {
 }
 
 
-def _fair_one(kind: str, system: int, placement: int, n: int) -> float:
-    """One call of a like-for-like kernel: ns per one-way switch, or lives per second."""
+def _in_process(kind: str, system: int, placement: int, n: int) -> float:
+    """One call of a like-for-like kernel in this process: its nanoseconds."""
     lib = _lib()
-    if kind == "switch":
-        return checked_ns(lib.yf_bench_fair_switch(system, placement, n, STACK), "yf_bench_fair_switch") / (2 * n)
-    return n / (checked_ns(lib.yf_bench_fair_create(system, placement, n, STACK), "yf_bench_fair_create") / 1e9)
+    kernel = lib.yf_bench_fair_switch if kind == "switch" else lib.yf_bench_fair_create
+    return checked_ns(kernel(system, placement, n, STACK), kernel.__name__)
+
+
+def _per_unit(kind: str, ns: float, n: int) -> float:
+    """A kernel's ns for n iterations as ns per one-way switch, or lives per second."""
+    return ns / (2 * n) if kind == "switch" else n / (ns / 1e9)
+
+
+def module_cflags() -> list[str]:
+    """The compiler flags the C of the cffi module was built with: Python's own
+    CFLAGS and CCSHARED (setuptools puts them first), then the module's, as
+    yf_build_info() reports them."""
+    import shlex
+    import sysconfig
+
+    from ..labkernels import ffi
+    info = ffi.string(_lib().yf_build_info()).decode()
+    own = info.split(" cflags=", 1)[1] if " cflags=" in info else ""
+    return [*shlex.split(sysconfig.get_config_var("CFLAGS") or ""),
+            *shlex.split(sysconfig.get_config_var("CCSHARED") or ""), *shlex.split(own)]
+
+
+class StandaloneKernels:
+    """The like-for-like kernels in a process of their own:
+    csrc/programs/fair_baselines.c, the same C compiled with the module's
+    flags into a program (toolchain helper), run as a subprocess that
+    serves one kernel call per request. Calling it runs one kernel there
+    and returns its nanoseconds; close() (or the with block) ends it."""
+
+    def __init__(self):
+        from .toolchain import compile_program
+
+        prog = compile_program("fair_baselines", with_lab=True, cflags=module_cflags())
+        self._proc = subprocess.Popen([str(prog), _boost() or "-"], stdin=subprocess.PIPE,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def __call__(self, kind: str, system: int, placement: int, n: int) -> float:
+        p = self._proc
+        try:
+            p.stdin.write(f"{kind} {system} {placement} {n} {STACK}\n")
+            p.stdin.flush()
+            line = p.stdout.readline()
+        except (BrokenPipeError, ValueError):
+            line = ""
+        if not line:
+            from .toolchain import describe_exit
+
+            p.kill()
+            _, err = p.communicate()
+            raise RuntimeError(f"fair_baselines ended ({describe_exit(p)}): {err.strip()}")
+        if line.startswith("error "):
+            e = int(line.split()[1])
+            raise OSError(e, f"fair_baselines {kind} system {system}: {os.strerror(e)}")
+        return float(line)
+
+    def close(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.stdin.close()
+            try:
+                self._proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+        for f in (self._proc.stdout, self._proc.stderr):
+            f.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
 
 def fair(kind: str, quick: bool | None = None, progress: bool = False, rounds: int | None = None,
-         calibration_rounds: int = 3) -> dict:
+         calibration_rounds: int = 3, standalone: bool = False) -> dict:
     """The like-for-like contest of `kind` ("switch" or "create"), in the `yfcore bench` shape.
 
     The switch of every system ends in an indirect jump whose prediction
@@ -95,8 +166,12 @@ def fair(kind: str, quick: bool | None = None, progress: bool = False, rounds: i
     round is the least disturbed; the same rule for all); then the systems run
     interleaved `rounds` at their placement. Each row records its "placement"
     and every placement's best calibration round ("by_placement"), so the
-    spread is visible. csrc/programs/fair_baselines.c runs the same procedure
-    in a process of its own (standalone()).
+    spread is visible.
+
+    With `standalone`, every kernel also runs in a program of its own
+    (StandaloneKernels), its calls interleaved with this process's in the
+    same rounds by the same procedure; its rows come under "standalone", and
+    agreement() compares the two sides.
     """
     lib = _lib()
     rows, metric, best_is_low = ((SWITCH_ROWS, "ns_per_switch", True) if kind == "switch"
@@ -106,60 +181,53 @@ def fair(kind: str, quick: bool | None = None, progress: bool = False, rounds: i
     systems = {name: (getattr(lib, const), n[size]) for name, (const, size) in rows.items()
                if have_boost or not name.startswith("boost")}
     nplace = lib.YF_BENCH_PLACEMENTS
-    calib = interleaved({(name, p): (lambda s=s, p=p, k=k: _fair_one(kind, s, p, max(1, k // 4)))
-                         for name, (s, k) in systems.items() for p in range(nplace)},
-                        rounds=calibration_rounds)
-    pick = min if best_is_low else max
-    by_place = {name: [pick(calib[(name, p)]) for p in range(nplace)] for name in systems}
-    best = {name: by_place[name].index(pick(by_place[name])) for name in systems}
-    comp = {name: (lambda s=s, p=best[name], k=k: _fair_one(kind, s, p, k)) for name, (s, k) in systems.items()}
-    samples = interleaved(comp, rounds=rounds, progress=progress)
-    out = {name: {metric: summary(xs), "samples": xs, "placement": best[name], "by_placement": by_place[name]}
-           for name, xs in samples.items()}
-    for name in rows:
-        if name not in out:
-            out[name] = {"skipped": BOOST_SKIPPED}
+    with (StandaloneKernels() if standalone else contextlib.nullcontext()) as remote:
+        sides = {"": _in_process, **({"standalone": remote} if standalone else {})}
+
+        def call(side, s, p, k):
+            return lambda: _per_unit(kind, sides[side](kind, s, p, k), k)
+
+        # A system's two sides are neighbours in the order, so the rotation
+        # of interleaved() runs them back to back in almost every round.
+        calib = interleaved({(side, name, p): call(side, s, p, max(1, k // 4))
+                             for name, (s, k) in systems.items() for p in range(nplace) for side in sides},
+                            rounds=calibration_rounds)
+        pick = min if best_is_low else max
+        by_place = {(side, name): [pick(calib[(side, name, p)]) for p in range(nplace)]
+                    for side in sides for name in systems}
+        best = {key: v.index(pick(v)) for key, v in by_place.items()}
+        samples = interleaved({(side, name): call(side, s, best[(side, name)], k)
+                               for name, (s, k) in systems.items() for side in sides},
+                              rounds=rounds, progress=progress)
+
+    def side_rows(side):
+        out = {name: {metric: summary(samples[(side, name)]), "samples": samples[(side, name)],
+                      "placement": best[(side, name)], "by_placement": by_place[(side, name)]}
+               for name in systems}
+        return out | {name: {"skipped": BOOST_SKIPPED} for name in rows if name not in systems}
+
+    out = side_rows("")
+    if standalone:
+        out["standalone"] = side_rows("standalone")
     out["provenance"] = provenance(quick=quick)
     return out
 
 
-def standalone(kind: str, quick: bool | None = None, rounds: int | None = None,
-               calibration_rounds: int = 3) -> dict:
-    """fair(kind) re-run by csrc/programs/fair_baselines.c, the same kernels built
-    into a program of its own (compiled by the toolchain helper, run in a
-    subprocess): the result in fair()'s shape, without provenance."""
-    from .bench import default_rounds
-    from .toolchain import compile_program, describe_exit, json_lines, run_program
-
-    rows, metric, size, slow = ((SWITCH_ROWS, "ns_per_switch", "switch", "switch_slow") if kind == "switch"
-                                else (CREATE_ROWS, "per_second", "create", "create_slow"))
-    n = _sizes("switch", quick)
-    boost = _boost()
-    prog = compile_program("fair_baselines", with_lab=True)
-    cp = run_program(prog, kind, boost or "-", n[size], n[slow], default_rounds() if rounds is None else rounds,
-                     calibration_rounds, timeout=600)
-    if cp.returncode != 0:
-        raise RuntimeError(f"fair_baselines {kind}: {describe_exit(cp)}: {cp.stderr.strip()}")
-    out = {r["system"]: {metric: summary(r["samples"]), "samples": r["samples"], "placement": r["placement"],
-                         "by_placement": r["by_placement"]} for r in json_lines(cp.stdout)}
-    for name in rows:
-        if name not in out:
-            out[name] = {"skipped": BOOST_SKIPPED}
-    return out
+def agreement(result: dict) -> dict[str, float]:
+    """{system: the Python process's figure / the standalone program's} for the
+    systems both sides of a fair(..., standalone=True) result measured, the
+    median of the ratios round by round (the two sides ran back to back in
+    each round); 1.0 = the same figure."""
+    a, b = flat(result), flat(result["standalone"])
+    return {name: lab_ratio(a[name]["samples"], b[name]["samples"])["median"] for name in a if name in b}
 
 
-def agreement(in_process: dict, independent: dict) -> dict[str, float]:
-    """{system: median in the Python process / median of the standalone program}
-    for the systems both measured (1.0 = the same figure)."""
-    a, b = flat(in_process), flat(independent)
-    return {name: a[name]["median"] / b[name]["median"] for name in a if name in b}
-
-
-def agreement_table(in_process: dict, independent: dict, unit: str) -> str:
-    """The medians of both runs side by side with their ratio, one line per system."""
-    a, b = flat(in_process), flat(independent)
+def agreement_table(result: dict, unit: str) -> str:
+    """The medians of both sides of a fair(..., standalone=True) result with
+    their ratio, one line per system."""
+    a, b = flat(result), flat(result["standalone"])
     lines = [f"{'system':20s} {'this process':>16s} {'standalone':>16s}  ratio"]
-    for name, r in agreement(in_process, independent).items():
+    for name, r in agreement(result).items():
         lines.append(f"{name:20s} {_num(a[name]['median']):>11s} {unit:4s} {_num(b[name]['median']):>11s} {unit:4s}"
                      f"  {r:.2f}")
     return "\n".join(lines)
@@ -218,20 +286,23 @@ def mxcsr_fields(mxcsr: int) -> dict:
             "flags": [name for i, name in enumerate(MXCSR_FLAGS) if mxcsr >> i & 1]}
 
 
-def switch(quick: bool | None = None, progress: bool = False, rounds: int | None = None) -> dict:
+def switch(quick: bool | None = None, progress: bool = False, rounds: int | None = None,
+           standalone: bool = False) -> dict:
     """One-way switch (resume + yield round trip / 2) in ns, like for like: yfcore
     through its scheduler (default and FP-fast mode) and bare (yf_raw*), glibc
     ucontext, Boost fcontext; 64 KiB stacks with the same top, each system at
-    its fastest of the same code placements (see fair())."""
-    return fair("switch", quick, progress, rounds)
+    its fastest of the same code placements; `standalone` adds the same
+    kernels run by a program of their own (see fair())."""
+    return fair("switch", quick, progress, rounds, standalone=standalone)
 
 
-def create(quick: bool | None = None, progress: bool = False, rounds: int | None = None) -> dict:
+def create(quick: bool | None = None, progress: bool = False, rounds: int | None = None,
+           standalone: bool = False) -> dict:
     """Coroutine lives per second: create + 3 x (resume, yield) + exit (+ reap),
     like for like: yfcore, ucontext and Boost fcontext each with pooled stacks
     (yf, ucontext_pool, boost_fcontext_pool) and with malloc'ed stacks
-    (yf_malloc, ucontext, boost_fcontext); see fair()."""
-    return fair("create", quick, progress, rounds)
+    (yf_malloc, ucontext, boost_fcontext); `standalone` as in switch(); see fair()."""
+    return fair("create", quick, progress, rounds, standalone=standalone)
 
 
 def ablation(depths=(0, 8), quick: bool | None = None, rounds: int | None = None, progress: bool = False) -> dict:
@@ -320,7 +391,7 @@ def flat(result: dict) -> dict[str, dict]:
     leaving out provenance and skipped systems."""
     out = {}
     for name, v in result.items():
-        if name == "provenance" or not isinstance(v, dict) or "skipped" in v:
+        if name in ("provenance", "standalone") or not isinstance(v, dict) or "skipped" in v:
             continue
         metric = next(k for k in v if k != "samples")
         out[name] = v[metric] | {"samples": v["samples"]}
@@ -330,7 +401,7 @@ def flat(result: dict) -> dict[str, dict]:
 def skipped(result: dict) -> str:
     """One line per system a benchmark skipped, with the reason (or "")."""
     return "\n".join(f"{name}: skipped, {v['skipped']}" for name, v in result.items()
-                     if name != "provenance" and isinstance(v, dict) and "skipped" in v)
+                     if name not in ("provenance", "standalone") and isinstance(v, dict) and "skipped" in v)
 
 
 def _pair(result: dict, a: str, b: str) -> float:
