@@ -54,13 +54,6 @@ QEMU_SKIPS = {
 
 # Programs that do not yet hold on aarch64 for reasons of their own, not of
 # qemu: said as SKIPPED, with what was measured.
-AARCH64_GAPS = {
-    "test_guard.c": (
-        "its overflow bodies fprintf to stderr on 16 KiB stacks, and that print alone needs about 2 KiB more "
-        "stack on aarch64 than on x86-64 (page high-water mark 15.3 vs 13.4 KiB), so it overflows before the "
-        "'expect' line; and GCC's aarch64 stack-clash probes assume a 64 KiB guard "
-        "(--param=stack-clash-protection-guard-size=12 makes its big-frame cases probe the 4 KiB guard)"),
-}
 
 
 def _marker(path: Path, name: str) -> str | None:
@@ -120,8 +113,6 @@ def test_the_programs_include_the_aarch64_switch_test():
 @pytest.mark.parametrize("build", sorted(BUILDS))
 @pytest.mark.parametrize("path", [p for p in PROGRAMS if not p.name.startswith("fail_")], ids=lambda p: p.stem)
 def test_program_exits_0_under_qemu(cross, path, build):
-    if path.name in AARCH64_GAPS:
-        pytest.skip(f"{path.name} on aarch64: {AARCH64_GAPS[path.name]}")
     cp = _run(_build(path, BUILDS[build]))
     assert cp.returncode == 0, _report(path, cp)
     skipped = {line.split("SKIPPED:", 1)[1].strip() for line in cp.stdout.splitlines() if "SKIPPED:" in line}
