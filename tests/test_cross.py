@@ -91,11 +91,17 @@ def _build(path: Path, extra: tuple[str, ...]) -> Path:
                                      ldflags=("-lm",))
 
 
+# qemu-user runs each guest thread on a host thread whose malloc may reserve
+# a new 64 MiB arena of the emulator's own glibc when threads contend (on a
+# loaded machine): address space test_guard.c's thread check would count.
+QEMU_ENV = {"MALLOC_ARENA_MAX": "1"}
+
+
 def _run(exe: Path, *args: str, qemu: tuple[str, ...] = (), timeout: float = 300) -> subprocess.CompletedProcess:
     cmd = [QEMU, *qemu, "-L", str(SYSROOT), str(exe), *args]
     try:
         return subprocess.run(cmd, capture_output=True, text=True, errors="replace", timeout=timeout,
-                              env={**os.environ, "YF_TEST_QEMU_USER": "1"})
+                              env={**os.environ, "YF_TEST_QEMU_USER": "1", **QEMU_ENV})
     except subprocess.TimeoutExpired:
         raise TimeoutError(f"{exe.name} under {QEMU} did not finish within {timeout} s") from None
 
