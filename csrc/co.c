@@ -51,8 +51,8 @@
  * object as in the module; the kernel's own loop is included). The program
  * csrc/programs/fair_count.c runs one such kernel for callgrind; built by
  * yfcore.lab.toolchain (with_lab, -fPIC, an executable) it counts 593, 564,
- * 900 and 123, 114 at the start of this round and 524, 497, 870 and 119,
- * 111 at its end (Boost: 611, 300 and 59).  Step by step:
+ * 900 and 123, 114 at the start of this round and 524, 498, 870 and 114,
+ * 106 at its end (Boost: 611, 300 and 59).  Step by step:
  *                         life: default  FPFAST  MALLOC   round trip: default  FPFAST
  *   start                         599     571     907                 125     117
  *   exit switch saves nothing     590     563     898                 125     117
@@ -71,6 +71,9 @@
  *     (its prev is the sentinel: one load fewer per resume from
  *     yf_sched_run)
  *   generation + 1 as one add     531     504     877
+ *   resume tests per context      531     504     877                 117     109
+ *     (from the root only the alternate stack, from a coroutine only the
+ *     resumer's scheduler: each holds by construction in the other case)
  * Boost.Context fcontext in the same kernels (never measured before):
  * a life 301 instructions with the pooled stacks, 612 with malloc; a round
  * trip 59. Of the pooled life, 194 are its 8 jump_fcontext (24 each: the
@@ -96,6 +99,17 @@
  * interleaved runs of 300k lives, loaded (±20% run to run): default 77 ns
  * against 86 before this round, malloc 170 against 187, FPFAST 79 against
  * 76 (within the noise); Boost 79 (malloc) and 72 (pooled) in the same runs.
+ * The scheduled switch's bars meet the same wall. The bare FP-fast round
+ * trip is 54 instructions (yfi_ctx_nofp twice and the loop), the scheduled
+ * one 109: 55 of bookkeeping (resume 27, yield 23, the body's loop) that
+ * the ping-pong runs at the bare switch's pace, ~2 ns one way, as measured.
+ * FPFAST at 0.6x Boost (5.5 ns one way quiet, so 3.3 ns) leaves the
+ * scheduler 0.6 ns, about 10 instructions per one-way switch: fewer than
+ * the stores it must make (state, cur, resumer and back, the queue's four
+ * links, n.ready, n.switches). The default switch's floor is Boost's own
+ * (yfi_ctx_full alone times as jump_fcontext does), so at 1.0x the
+ * bookkeeping would have to hide entirely behind the FP control
+ * instructions' latency; it hides most of it (1.08-1.11x quiet).
  * Wall time does not follow instruction counts one for one: the scheduled
  * switch is bound by a chain of dependent loads (yield finds its target
  * through cur -> resumer -> resumer->sp, each load forwarded from a store
@@ -957,7 +971,17 @@ int yf_co_resume(yf_co *co)
     yf_sched *s = co->s;
     struct yf_co *back = cur;
     struct yf_co *from = back ? back : &s->root;
-    if (YF_UNLIKELY((from->s != s) | (co->state > YF_READY) | !yfi_altstack_ready))
+    /* From the root, the root is this scheduler's and the thread may lack
+     * its alternate stack; from a coroutine, the thread has it (a root
+     * resume or yf_sched_run on this thread tried first) and the resumer
+     * may belong to another scheduler. Each context tests only its own. */
+    if (back) {
+        if (YF_UNLIKELY(back->s != s))
+            return resume_slow(s, co, from, back);
+    } else if (YF_UNLIKELY(!yfi_altstack_ready)) {
+        return resume_slow(s, co, from, back);
+    }
+    if (YF_UNLIKELY(co->state > YF_READY))
         return resume_slow(s, co, from, back);
     unlink_ready(s, co);
     return resume_go(s, co, from, back);
