@@ -409,7 +409,7 @@ static int deliver(yf_wheel *wh, yf_timer *t)
     }
     disarm(wh, t);
     if (wh->collecting && wh->rearm_n < wh->rearm_max)
-        yf_wheel_add(wh, t, wh->now + wh->out_rearm[wh->rearm_n++]);
+        arm(wh, t, wh->now + wh->out_rearm[wh->rearm_n++]);
     return 1;
 }
 
@@ -562,7 +562,7 @@ static int64_t run(yf_wheel *wh, uint64_t target)
                 /* A re-arm lands on a later tick's slot (delay >= 1) or on
                  * the due list (delay 0), never in this slot again. */
                 if (wh->rearm_n < wh->rearm_max)
-                    yf_wheel_add(wh, t, e + wh->out_rearm[wh->rearm_n++]);
+                    arm(wh, t, e + wh->out_rearm[wh->rearm_n++]);
             }
             fired++;
         }
