@@ -578,7 +578,9 @@ class KeyedTimerWheel(_Wheel):
         (non-decreasing, not before `now`), firing what is due. When
         `delays` is given, the k-th expiry of the whole call is armed again
         at the tick it fired plus delays[k] (same key); expiries past
-        len(delays) just expire.
+        len(delays) just expire. collect=False leaves the expiries out of
+        the result (its keys and deadlines are None; fired and rearmed are
+        still counted).
 
         Per-tick arrays are 2-D, one row per tick (the same number every
         tick), or 1-D with add_counts / cancel_counts saying how many
