@@ -86,30 +86,31 @@
  * back, cur, n.switches, the mode, the call; 22 per call: the prologue and
  * epilogue of four callee-saved registers and its two checks), 3 yields 69,
  * create 63, co_main's exit 49, reap 15, yfi_ctx_entry 12, the kernel 23.
- * So the bars against Boost's life are out of reach for a reason that is
- * not its switches: with equal instructions per cycle, matching the pooled
- * Boost life needs everything but the switches (335 instructions: ids with
- * generations, the ready queue and its counts, states, resumer and back,
- * cur, the token, errno slot, locals and exit hooks, the slot header, the
- * run loop's checks) to fit in the 105 Boost spends on its loop, its frame
- * and its pool alone; 1.1x Boost with malloc (612) needs 556 where 877 are
- * spent, 322 of them in malloc and free, which both pay. Wall time follows
- * the same direction: in the quietest runs on a shared 2-vCPU VM the pooled
- * Boost life took 59-63 ns, yfcore's 76-80 (FPFAST 73-76); best of 9
- * interleaved runs of 300k lives, loaded (±20% run to run): default 77 ns
- * against 86 before this round, malloc 170 against 187, FPFAST 79 against
- * 76 (within the noise); Boost 79 (malloc) and 72 (pooled) in the same runs.
- * The scheduled switch's bars meet the same wall. The bare FP-fast round
- * trip is 54 instructions (yfi_ctx_nofp twice and the loop), the scheduled
- * one 109: 55 of bookkeeping (resume 27, yield 23, the body's loop) that
- * the ping-pong runs at the bare switch's pace, ~2 ns one way, as measured.
- * FPFAST at 0.6x Boost (5.5 ns one way quiet, so 3.3 ns) leaves the
- * scheduler 0.6 ns, about 10 instructions per one-way switch: fewer than
- * the stores it must make (state, cur, resumer and back, the queue's four
- * links, n.ready, n.switches). The default switch's floor is Boost's own
- * (yfi_ctx_full alone times as jump_fcontext does), so at 1.0x the
- * bookkeeping would have to hide entirely behind the FP control
- * instructions' latency; it hides most of it (1.08-1.11x quiet).
+ * Against Boost's life: matching the pooled Boost life (301) with equal
+ * instructions per cycle needs everything but the switches (335
+ * instructions: ids with generations, the ready queue and its counts,
+ * states, resumer and back, cur, the token, errno slot, locals and exit
+ * hooks, the slot header, the run loop's checks) to fit in the 105 Boost
+ * spends on its loop, its frame and its pool alone: out of reach while
+ * those guarantees stay. 1.1x Boost with malloc (612) is met in
+ * instructions (531 < 612 / 1.1) but not in time: malloc's straight-line
+ * code runs at more instructions per cycle than the scheduler's loads and
+ * stores. `yfcore bench create` on the shared 2-vCPU VM (quiet spell, 3
+ * runs) after this round: yf 13.1-13.4M lives/s, FPFAST 14.1-14.8M, Boost
+ * 13.4-13.6M with malloc and 16.9-17.0M pooled: yf / Boost malloc 0.98-0.99
+ * (0.90 before), yf / Boost pooled 0.78-0.79 (0.73 before).
+ * The scheduled switch's bars (`yfcore bench switch`, same spell): default
+ * 7.1-7.2 ns one way against Boost's 6.7-6.8 (1.06x; 1.08-1.11x before),
+ * FPFAST 4.8 ns (0.68-0.69x; 0.72-0.75x before), the bare FP-fast switch
+ * 2.8-2.9 ns (0.42x). FPFAST at 0.6x leaves the scheduler about 1.2 ns one
+ * way where it takes 1.9: at its present pace, 17 of its 27 instructions
+ * per one-way switch, while the stores alone are 8 per side (state, cur,
+ * resumer and back or the queue's links, n.ready, n.switches). The default
+ * switch's floor is Boost's own (yfi_ctx_full alone times as jump_fcontext
+ * does, 0.94-0.95x), so 1.0x needs the bookkeeping to hide entirely behind
+ * the FP control instructions' latency. Neither is reached without giving
+ * up a piece of that bookkeeping (per-switch counters, the doubly linked
+ * queue), which this round did not do.
  * Wall time does not follow instruction counts one for one: the scheduled
  * switch is bound by a chain of dependent loads (yield finds its target
  * through cur -> resumer -> resumer->sp, each load forwarded from a store
