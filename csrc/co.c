@@ -90,7 +90,8 @@
  * instructions per cycle needs everything but the switches (335
  * instructions: ids with generations, the ready queue and its counts,
  * states, resumer and back, cur, the token, errno slot, locals and exit
- * hooks, the slot header, the run loop's checks) to fit in the 105 Boost
+ * hooks, the slot header's owner id (one store, read only from a core
+ * dump), the run loop's checks) to fit in the 105 Boost
  * spends on its loop, its frame and its pool alone: out of reach while
  * those guarantees stay. 1.1x Boost with malloc (612) is met in
  * instructions (531 < 612 / 1.1) but not in time: malloc's straight-line

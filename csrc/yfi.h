@@ -174,7 +174,10 @@ static inline void yfi_fpenv_write(uint32_t fpcr, uint16_t none)
 
 /* Each stack is one slot of `size` bytes, aligned to `size`, carved from an
  * arena. The lowest page of the slot is the guard; the top 64 bytes hold a
- * header the SIGSEGV handler reads to name the owner. */
+ * header: the slot's size, a magic word and the id of the coroutine made on
+ * it. The runtime writes it and never reads it (the SIGSEGV handler names
+ * the owner from yf_co_current()); it marks each slot's top and owner for
+ * whoever reads a core dump. */
 struct yfi_slot_header {
     uint64_t owner_id;
     uint64_t size;

@@ -21,15 +21,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "args.h"
 #include "lab/lab.h"
 
 int main(int argc, char **argv)
 {
-    if (argc != 2) {
-        fprintf(stderr, "usage: %s BOOST_LIB   (then requests on stdin: switch|create SYSTEM PLACEMENT N STACK)\n",
-                argv[0]);
-        return 2;
-    }
+    args_count(argc, argv, 1, "BOOST_LIB   (then requests on stdin: switch|create SYSTEM PLACEMENT N STACK)");
     if (strcmp(argv[1], "-") != 0 && yf_bench_fcontext_load(argv[1]) != 0) {
         fprintf(stderr, "%s\n", yf_bench_error());
         return 2;

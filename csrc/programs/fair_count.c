@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "args.h"
 #include "lab/lab.h"
 
 #define STACK 65536
@@ -23,8 +24,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: fair_count switch|create SYSTEM N [BOOST_LIB]\n");
         return 2;
     }
-    int sys = atoi(argv[2]);
-    long n = atol(argv[3]);
+    int sys = (int)arg_int(argv[2], "SYSTEM", 0, 1000);
+    long n = (long)arg_int(argv[3], "N", 0, 1LL << 40);
     if (argc > 4 && yf_bench_fcontext_load(argv[4]) != 0) {
         fprintf(stderr, "fair_count: %s\n", yf_bench_error());
         return 1;
