@@ -112,14 +112,42 @@
  * the FP control instructions' latency. Neither is reached without giving
  * up a piece of that bookkeeping (per-switch counters, the doubly linked
  * queue), which this round did not do.
- * Wall time does not follow instruction counts one for one: the scheduled
- * switch is bound by a chain of dependent loads (yield finds its target
- * through cur -> resumer -> resumer->sp, each load forwarded from a store
- * the resume just made), which a bare switch does not have. A thread-local
- * cell holding the resumer's stack pointer (one load instead of three) was
- * tried: 7 instructions more per round trip, and slower in interleaved runs
- * (FP-fast 6.5-8 ns against 4.4-4.7 ns one way, default 7-10 against 7),
- * so it is not used. */
+ * Third round. What bounds the switch here is not one chain of dependent
+ * loads: taking the resumer's load off yield's chain (below) alone bought
+ * nothing in wall time. Removing pieces of the bookkeeping one at a time
+ * (an experiment, never committed) moved the FP-fast switch by a cycle or
+ * less each and by 0.8 ns one way all together: what costs is the sum of
+ * the work, the instructions and above all the stores, around a switch
+ * whose own floor is low. Steps (fair_count's counts; one-way ns, best
+ * placement, in-process, in one quiet spell, Boost 6.63 throughout):
+ *                         life: default  FPFAST  MALLOC   round trip: default  FPFAST   ns: default  FPFAST
+ *   start                         525     498     871                 114     107          6.94    4.47
+ *   C: the resumer's context kept in the resumed coroutine (`ret`: resume
+ *     saves there, yield, block and exit load from there, so no `resumer`
+ *     field and no resumer->sp load); ready and switch counts derived in
+ *     yf_sched_counts instead of four read-modify-writes per round trip;
+ *     cur and the alternate-stack flag in one thread-local block (one GOT
+ *     load); resume's checks without a taken branch; yfi_ctx_nofp without
+ *     the x87 compare's frame copy
+ *                                 503     469     850                 108      98          6.94    4.16
+ *   x86-64: resume and yield fused with the swap in ctx_x86_64.S
+ *     (yfi_build.h: no tail jump, the coroutine's cells addressed from one
+ *     register, co.c's functions the fallback for every other case)
+ *                                 500     460     846                 104      89          6.79    3.85
+ * So yf / Boost is 1.024 in the default mode and 0.58 in the FP-fast one.
+ * The default switch's remaining gap: the bare swap runs 6.17 ns, 0.93 of
+ * Boost's (yfi_ctx_full skips fldcw when the control words agree), and the
+ * bookkeeping (resume 19 instructions, 6 of them stores; yield 14, 7
+ * stores) adds 0.6 ns; to reach Boost it may add 0.46. Tried and not kept:
+ * MXCSR compared before loading it (slower, as the ablation in notebook 01
+ * finds for the bare switch), the FP control state read and loaded before
+ * the bookkeeping (no change), a per-mode copy of the bookkeeping with one
+ * test each (the FP-fast switch 0.15 ns slower), a function pointer per
+ * mode instead of the two tests (no change), 64-byte alignment of resume,
+ * yield and the swaps (FP-fast 0.15 ns faster, default 0.15 ns slower).
+ * The bench kernels call yfcore through the GOT (bench_fair.c's
+ * YF_BENCH_CALL), as they call Boost through pointers; through the PLT
+ * they measured the same here. */
 
 #ifdef YFI_ASAN
 #include <sanitizer/asan_interface.h>
@@ -208,10 +236,11 @@ void *yfi_ctx_make(void *top, void (*entry)(void *), uint32_t mxcsr, uint16_t x8
 
 struct yf_co {
     /* Hot: what resume and yield touch, in the first cache line. */
-    void *sp;
+    void *sp;                   /* its own context while switched out */
+    void *ret;                  /* its resumer's context while it runs (see SWITCH) */
     yf_sched *s;
-    struct yf_co *resumer;
-    struct yf_co *back;         /* `cur` to restore on switching to resumer: NULL for root */
+    struct yf_co *back;         /* its resumer and `cur` to restore on switching
+                                   back: NULL for the root (resumer_of) */
     struct yf_co *next, *prev;  /* ready queue */
     int state;
     unsigned flags;
@@ -237,12 +266,18 @@ struct yf_co {
 };
 
 struct yf_sched {
-    struct yf_co root;          /* the context that called resume from outside */
-    struct yf_co ready;         /* sentinel of the circular ready queue */
-    unsigned flags;
+    /* Hot, at offsets of their own (ctx_x86_64.S's fast paths use them). */
     /* Which switch the hot path makes (MODE_*, set_mode): one load and at
      * most two well-predicted branches decide it. */
     unsigned mode;
+    unsigned flags;
+    /* Resumes made (yf_sched_run's included). The ready and switch counts
+     * are not kept: the hot path would pay four read-modify-writes per round
+     * trip for them, and yf_sched_counts derives both (sched_running). */
+    uint64_t resumes;
+    struct yf_co ready;         /* sentinel of the circular ready queue */
+    /* Cold. */
+    struct yf_co root;          /* the context that called resume from outside */
     int fpenv_used;             /* FPFAST: some coroutine set its own FP environment */
     struct yfi_pool pool;
     struct yf_co **chunks;      /* id index -> coroutine */
@@ -258,10 +293,63 @@ struct yf_sched {
     uint64_t trace_len;
 };
 
-/* initial-exec: the module is loaded by dlopen, and the general-dynamic model
- * would call __tls_get_addr on every switch; glibc keeps surplus static TLS
- * for exactly this. */
-static __thread struct yf_co *cur __attribute__((tls_model("initial-exec")));
+/* The offsets yfi_build.h gives ctx_x86_64.S's fast paths. */
+#define AT(t, f, off) (offsetof(t, f) == (off))
+_Static_assert(AT(struct yf_co, sp, YFI_CO_SP) && AT(struct yf_co, ret, YFI_CO_RET) &&
+                   AT(struct yf_co, s, YFI_CO_S) && AT(struct yf_co, back, YFI_CO_BACK) &&
+                   AT(struct yf_co, next, YFI_CO_NEXT) && AT(struct yf_co, prev, YFI_CO_PREV) &&
+                   AT(struct yf_co, state, YFI_CO_STATE) && sizeof(((struct yf_co *)0)->state) == 4,
+               "struct yf_co differs from yfi_build.h");
+_Static_assert(AT(yf_sched, mode, YFI_S_MODE) && sizeof(((yf_sched *)0)->mode) == 4 &&
+                   AT(yf_sched, resumes, YFI_S_RESUMES) && AT(yf_sched, ready, YFI_S_READY),
+               "struct yf_sched differs from yfi_build.h");
+_Static_assert(AT(struct yfi_thread, cur, YFI_THR_CUR) && AT(struct yfi_thread, altstack_ready, YFI_THR_ALTSTACK) &&
+                   sizeof(yfi_thr.altstack_ready) == 4,
+               "struct yfi_thread differs from yfi_build.h");
+_Static_assert(YF_READY == 1 && YF_RUNNING == 2, "ctx_x86_64.S's fast paths store and test these states");
+#undef AT
+
+/* The running coroutine of this thread (yfi.h's per-thread block). */
+#define cur (yfi_thr.cur)
+
+/* co.c's resume and yield are the public ones, or the whole functions that
+ * x86-64's fused fast paths (yfi_build.h) fall back to. */
+#ifdef YFI_FAST_ASM
+#define RESUME_FN yfi_co_resume_c
+#define YIELD_FN yfi_co_yield_c
+YFI_FUNC int yfi_co_resume_c(yf_co *co);
+YFI_FUNC int yfi_co_yield_c(void);
+#else
+#define RESUME_FN yf_co_resume
+#define YIELD_FN yf_co_yield
+#endif
+
+/* Where a switch saves the context it leaves and finds the one it enters.
+ * A coroutine keeps both ends of its resumes: resume saves the resumer's
+ * context in the resumed coroutine's `ret` and enters its `sp`; yield,
+ * block and exit save into its own `sp` and enter `ret`. The resumer's own
+ * `sp` is then never used while it waits (it is RUNNING, so nothing else
+ * can switch to it). Yield thus reaches its target in two dependent loads
+ * (cur, then cur->ret) where it took three (cur, cur->resumer,
+ * resumer->sp); see the profile at the top of this file. */
+#define SWITCH_SAVE(co, reason) ((reason) == YF_REASON_RESUME ? &(co)->ret : &(co)->sp)
+#define SWITCH_LOAD(co, reason) ((reason) == YF_REASON_RESUME ? (co)->sp : (co)->ret)
+
+/* The context a running coroutine goes back to on yield, block or exit. */
+static inline struct yf_co *resumer_of(struct yf_co *co)
+{
+    return co->back ? co->back : &co->s->root;
+}
+
+/* The two ends of the switch that `co` makes for `reason`: into co for a
+ * resume, out of it otherwise. Only the slow path and the sanitizer builds
+ * need them; the fast path names nothing but co. */
+static inline void switch_ends(struct yf_co *co, int reason, struct yf_co **from, struct yf_co **to)
+{
+    struct yf_co *other = resumer_of(co);
+    *from = reason == YF_REASON_RESUME ? other : co;
+    *to = reason == YF_REASON_RESUME ? co : other;
+}
 
 /* ---- ready queue ----------------------------------------------------------- */
 
@@ -272,14 +360,12 @@ static inline void enqueue(yf_sched *s, struct yf_co *co)
     co->prev = last;
     last->next = co;
     s->ready.prev = co;
-    s->n.ready++;
 }
 
 static inline void unlink_ready(yf_sched *s, struct yf_co *co)
 {
     co->prev->next = co->next;
     co->next->prev = co->prev;
-    s->n.ready--;
 }
 
 /* unlink_ready of the queue's first entry, whose prev is the sentinel: one
@@ -289,7 +375,6 @@ static inline void unlink_first(yf_sched *s, struct yf_co *co)
     struct yf_co *next = co->next;
     s->ready.next = next;
     next->prev = &s->ready;
-    s->n.ready--;
 }
 
 /* ---- switch modes ---------------------------------------------------------- */
@@ -304,6 +389,7 @@ static inline void unlink_first(yf_sched *s, struct yf_co *co)
  * chain). MODE_SLOW: tracing, errno hand-over, an FPFAST coroutine with its
  * own environment, or a debug build's FPFAST contract check. */
 enum { MODE_FULL = 0, MODE_NOFP = 1, MODE_SLOW = 2 };
+_Static_assert(MODE_FULL == 0 && MODE_NOFP == 1, "ctx_x86_64.S's fast paths test these modes (yfi_build.h)");
 
 static void set_mode(yf_sched *s)
 {
@@ -455,9 +541,11 @@ static void san_arrive(void *fake)
 }
 
 static __attribute__((noinline)) int san_switch(int (*sw)(void **, void *, void *), yf_sched *s,
-                                                struct yf_co *from, struct yf_co *to, int reason)
+                                                struct yf_co *co, int reason)
 {
     void *fake = NULL;
+    struct yf_co *from, *to;
+    switch_ends(co, reason, &from, &to);
     san_from = from;
 #ifdef YFI_ASAN
     const void *lo;
@@ -473,7 +561,7 @@ static __attribute__((noinline)) int san_switch(int (*sw)(void **, void *, void 
         from->tsan_fiber = __tsan_get_current_fiber();
     __tsan_switch_to_fiber(to->tsan_fiber, 0);
 #endif
-    sw(&from->sp, to->sp, NULL);
+    sw(SWITCH_SAVE(co, reason), SWITCH_LOAD(co, reason), NULL);
     san_arrive(fake);
     return 0;
 }
@@ -512,9 +600,9 @@ static void san_fiber_end(struct yf_co *co)
 #endif
 }
 
-#define SWITCH(sw, s, from, to, reason) san_switch(sw, s, from, to, reason)
+#define SWITCH(sw, s, co, reason) san_switch(sw, s, co, reason)
 #else
-#define SWITCH(sw, s, from, to, reason) sw(&(from)->sp, (to)->sp, NULL)
+#define SWITCH(sw, s, co, reason) sw(SWITCH_SAVE(co, reason), SWITCH_LOAD(co, reason), NULL)
 #endif
 
 /* The slow path of a switch: what tracing, errno hand-over and coroutines
@@ -522,9 +610,10 @@ static void san_fiber_end(struct yf_co *co)
  * need no callee-saved registers of their own (they used to push and pop
  * six and three around the switch, which pushes them again) and reach the
  * swap with a tail call; it ends in the same tail call. */
-static __attribute__((noinline, cold)) int switch_slow(yf_sched *s, struct yf_co *from, struct yf_co *to,
-                                                       int reason)
+static __attribute__((noinline, cold)) int switch_slow(yf_sched *s, struct yf_co *co, int reason)
 {
+    struct yf_co *from, *to;
+    switch_ends(co, reason, &from, &to);
     if (s->trace)
         trace_switch(s, from, to, reason);
     /* errno lives in thread-local storage, so the context switch leaves
@@ -540,9 +629,9 @@ static __attribute__((noinline, cold)) int switch_slow(yf_sched *s, struct yf_co
 #endif
         if ((from->flags | to->flags) & CO_FPENV)
             fpenv_handoff(s, from, to);
-        return SWITCH(yfi_ctx_nofp_int, s, from, to, reason);
+        return SWITCH(yfi_ctx_nofp_int, s, co, reason);
     }
-    return SWITCH(yfi_ctx_full_int, s, from, to, reason);
+    return SWITCH(yfi_ctx_full_int, s, co, reason);
 }
 
 /* Bookkeeping, then the register swap as a tail call: the swap's final jump
@@ -551,40 +640,38 @@ static __attribute__((noinline, cold)) int switch_slow(yf_sched *s, struct yf_co
  * would pop a return address pushed in the other context and mispredict on
  * every switch (measured: 12 ns instead of 5 ns one way). The transfer value
  * is always 0, which resume and yield return. */
-static inline int switch_to(yf_sched *s, struct yf_co *from, struct yf_co *to, int reason)
+static inline int switch_to(yf_sched *s, struct yf_co *co, int reason)
 {
-    s->n.switches++;
     unsigned mode = s->mode;
     if (YF_LIKELY(mode == MODE_FULL))
-        return SWITCH(yfi_ctx_full_int, s, from, to, reason);
+        return SWITCH(yfi_ctx_full_int, s, co, reason);
     if (YF_LIKELY(mode == MODE_NOFP))
-        return SWITCH(yfi_ctx_nofp_int, s, from, to, reason);
-    return switch_slow(s, from, to, reason);
+        return SWITCH(yfi_ctx_nofp_int, s, co, reason);
+    return switch_slow(s, co, reason);
 }
 
 /* The last switch of a coroutine, to its resumer: in the two fast modes the
  * exiting context is not saved (push 6, stmxcsr, fnstcw and the store of
  * its stack pointer are gone); the slow mode and the sanitizer builds,
  * which announce every switch, take the ordinary one. */
-static inline __attribute__((noreturn)) void switch_exit(yf_sched *s, struct yf_co *from, struct yf_co *to)
+static inline __attribute__((noreturn)) void switch_exit(yf_sched *s, struct yf_co *co)
 {
 #ifndef YFI_FIBERS
-    s->n.switches++;
     unsigned mode = s->mode;
     if (YF_LIKELY(mode == MODE_FULL))
-        yfi_ctx_full_exit(NULL, to->sp, NULL);
+        yfi_ctx_full_exit(NULL, co->ret, NULL);
     if (YF_LIKELY(mode == MODE_NOFP))
-        yfi_ctx_nofp_exit(NULL, to->sp, NULL);
-    switch_slow(s, from, to, YF_REASON_EXIT);
+        yfi_ctx_nofp_exit(NULL, co->ret, NULL);
+    switch_slow(s, co, YF_REASON_EXIT);
 #else
-    switch_to(s, from, to, YF_REASON_EXIT);
+    switch_to(s, co, YF_REASON_EXIT);
 #endif
     /* A finished context is never resumed. */
     YF_ASSERT(0);
     __builtin_unreachable();
 }
 
-static inline int resume_go(yf_sched *s, struct yf_co *co, struct yf_co *from, struct yf_co *back);
+static inline int resume_go(yf_sched *s, struct yf_co *co, struct yf_co *back);
 
 /* ---- ids ------------------------------------------------------------------- */
 
@@ -712,6 +799,31 @@ int yf_sched_free(yf_sched *s)
     return 0;
 }
 
+/* How many of s's coroutines are RUNNING: the chain from this thread's
+ * current coroutine back to the root, all of one scheduler (resume refuses
+ * a resumer of another). */
+static uint64_t sched_running(const yf_sched *s)
+{
+    uint64_t n = 0;
+    for (const struct yf_co *co = cur; co && co->s == s; co = co->back)
+        n++;
+    return n;
+}
+
+/* The ready queue's length: every live coroutine is queued (new or ready),
+ * running, blocked or done. */
+static uint64_t sched_ready(const yf_sched *s)
+{
+    uint64_t n = s->n.live - s->n.blocked - s->n.done - sched_running(s);
+#ifdef YF_DEBUG
+    uint64_t queued = 0;
+    for (const struct yf_co *co = s->ready.next; co != &s->ready; co = co->next)
+        queued++;
+    YF_ASSERT(n == queued);
+#endif
+    return n;
+}
+
 int64_t yf_sched_run(yf_sched *s)
 {
     if (cur != NULL) {
@@ -721,7 +833,7 @@ int64_t yf_sched_run(yf_sched *s)
     /* From the root, resume's checks hold for every queued coroutine (the
      * queue holds only new and ready ones, of this scheduler), once the
      * thread has its alternate signal stack. */
-    if (YF_UNLIKELY(!yfi_altstack_ready)) {
+    if (YF_UNLIKELY(!yfi_thr.altstack_ready)) {
         int e = errno;
         (void)yfi_altstack_install();
         errno = e;
@@ -730,7 +842,7 @@ int64_t yf_sched_run(yf_sched *s)
     struct yf_co *co;
     while ((co = s->ready.next) != &s->ready) {
         unlink_first(s, co);
-        resume_go(s, co, &s->root, NULL);
+        resume_go(s, co, NULL);
         n++;
     }
     return n;
@@ -744,7 +856,7 @@ int64_t yf_sched_run_once(yf_sched *s)
     }
     /* The queue is FIFO and a coroutine re-enters it only at the tail, so
      * the first n.ready entries now are exactly this pass. */
-    int64_t n = (int64_t)s->n.ready;
+    int64_t n = (int64_t)sched_ready(s);
     for (int64_t i = 0; i < n && s->ready.next != &s->ready; i++)
         yf_co_resume(s->ready.next);
     return n;
@@ -753,6 +865,11 @@ int64_t yf_sched_run_once(yf_sched *s)
 void yf_sched_counts(const yf_sched *s, yf_counts *out)
 {
     *out = s->n;
+    uint64_t running = sched_running(s);
+    out->ready = sched_ready(s);
+    /* Every resume is one switch in, and one switch out once it has
+     * yielded, blocked or exited: all but the running ones have. */
+    out->switches = 2 * s->resumes - running;
     out->stacks_pooled = s->pool.nfree;
     out->stacks_mapped = s->pool.carved;
     out->arenas = s->pool.narenas;
@@ -856,15 +973,14 @@ static __attribute__((noreturn)) void co_main(void *unused)
     retire_stack(s, co);
     if (co->flags & CO_DETACHED)
         co_free(s, co);
-    struct yf_co *to = co->resumer;
     cur = co->back;
-    switch_exit(s, co, to);
+    switch_exit(s, co);
 }
 
 /* Makes co (its id already of this life) a new coroutine on `slot`. What a
  * reaped structure keeps needs no reset: `s` (set once), `hooks` (run_hooks
  * and cancel leave it NULL, and on_exit refuses a finished coroutine),
- * `resumer` and `back` (set by every resume before anything reads them) and
+ * `back` and `ret` (set by every resume before anything reads them) and
  * `status` (written by the exit, a cancel or a wake before it is read). */
 static inline yf_co *co_init(yf_sched *s, struct yf_co *co, void *slot, yf_co_fn fn, void *arg)
 {
@@ -933,21 +1049,21 @@ yf_co *yf_co_create(yf_sched *s, yf_co_fn fn, void *arg)
 
 /* The switch into co, which the caller has checked may run and has taken
  * off the ready queue. */
-static inline int resume_go(yf_sched *s, struct yf_co *co, struct yf_co *from, struct yf_co *back)
+static inline int resume_go(yf_sched *s, struct yf_co *co, struct yf_co *back)
 {
     co->state = YF_RUNNING;
-    co->resumer = from;
     co->back = back;
     cur = co;
-    return switch_to(s, from, co, YF_REASON_RESUME);
+    s->resumes++;
+    return switch_to(s, co, YF_REASON_RESUME);
 }
 
 /* Every case resume's hot path does not take, out of line (see
  * switch_slow): the errors, and the first resume on a thread without its
  * alternate signal stack. */
-static __attribute__((noinline, cold)) int resume_slow(yf_sched *s, struct yf_co *co, struct yf_co *from,
-                                                       struct yf_co *back)
+static __attribute__((noinline, cold)) int resume_slow(yf_sched *s, struct yf_co *co, struct yf_co *back)
 {
+    struct yf_co *from = back ? back : &s->root;
     if (from->s != s) {
         errno = EINVAL;
         return -1;
@@ -959,34 +1075,28 @@ static __attribute__((noinline, cold)) int resume_slow(yf_sched *s, struct yf_co
     /* A thread that never made a scheduler may resume coroutines too: it
      * needs its own alternate signal stack for the overflow report. Without
      * one, the reporter cannot run and the overflow dies unreported. */
-    if (!yfi_altstack_ready) {
+    if (!yfi_thr.altstack_ready) {
         int e = errno;
         (void)yfi_altstack_install();
         errno = e;
     }
     unlink_ready(s, co);
-    return resume_go(s, co, from, back);
+    return resume_go(s, co, back);
 }
 
-int yf_co_resume(yf_co *co)
+int RESUME_FN(yf_co *co)
 {
     yf_sched *s = co->s;
     struct yf_co *back = cur;
-    struct yf_co *from = back ? back : &s->root;
-    /* From the root, the root is this scheduler's and the thread may lack
-     * its alternate stack; from a coroutine, the thread has it (a root
-     * resume or yf_sched_run on this thread tried first) and the resumer
-     * may belong to another scheduler. Each context tests only its own. */
-    if (back) {
-        if (YF_UNLIKELY(back->s != s))
-            return resume_slow(s, co, from, back);
-    } else if (YF_UNLIKELY(!yfi_altstack_ready)) {
-        return resume_slow(s, co, from, back);
-    }
-    if (YF_UNLIKELY(co->state > YF_READY))
-        return resume_slow(s, co, from, back);
+    /* The thread has its alternate signal stack whenever a coroutine runs
+     * on it (the root resume or yf_sched_run that started the chain tried
+     * first), so that test serves both contexts; only a coroutine can be of
+     * another scheduler than co (the root's is s by construction). */
+    if (YF_UNLIKELY(!yfi_thr.altstack_ready) || (back && YF_UNLIKELY(back->s != s)) ||
+        YF_UNLIKELY(co->state > YF_READY))
+        return resume_slow(s, co, back);
     unlink_ready(s, co);
-    return resume_go(s, co, from, back);
+    return resume_go(s, co, back);
 }
 
 static __attribute__((noinline, cold)) int not_in_coroutine(void)
@@ -995,7 +1105,7 @@ static __attribute__((noinline, cold)) int not_in_coroutine(void)
     return -1;
 }
 
-int yf_co_yield(void)
+int YIELD_FN(void)
 {
     struct yf_co *co = cur;
     if (YF_UNLIKELY(!co))
@@ -1003,9 +1113,8 @@ int yf_co_yield(void)
     yf_sched *s = co->s;
     co->state = YF_READY;
     enqueue(s, co);
-    struct yf_co *to = co->resumer;
     cur = co->back;
-    return switch_to(s, co, to, YF_REASON_YIELD);
+    return switch_to(s, co, YF_REASON_YIELD);
 }
 
 intptr_t yf_co_block(void)
@@ -1019,9 +1128,8 @@ intptr_t yf_co_block(void)
     co->state = YF_BLOCKED;
     co->token++;
     s->n.blocked++;
-    struct yf_co *to = co->resumer;
     cur = co->back;
-    switch_to(s, co, to, YF_REASON_BLOCK);
+    switch_to(s, co, YF_REASON_BLOCK);
     return co->status;
 }
 

@@ -76,7 +76,7 @@ struct yf_loop {
     struct epoll_event evs[MAX_EVENTS];
 };
 
-/* initial-exec, as co.c's `cur`: no __tls_get_addr call per wait. */
+/* initial-exec, as yfi_thr: no __tls_get_addr call per wait. */
 static __thread yf_loop *running_loop __attribute__((tls_model("initial-exec")));
 
 static pthread_mutex_t all_lock = PTHREAD_MUTEX_INITIALIZER;

@@ -316,7 +316,7 @@ static pthread_mutex_t install_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_key_t altstack_key;
 static pthread_once_t altstack_once = PTHREAD_ONCE_INIT;
 static int altstack_key_ok;
-__thread int yfi_altstack_ready;
+__thread struct yfi_thread yfi_thr;
 
 static size_t fmt_u64(char *out, uint64_t v, int base)
 {
@@ -467,7 +467,7 @@ static void altstack_key_make(void)
 
 int yfi_altstack_install(void)
 {
-    if (yfi_altstack_ready)
+    if (yfi_thr.altstack_ready)
         return 0;
     stack_t ss;
     if (sigaltstack(NULL, &ss) == 0 && (ss.ss_flags & SS_DISABLE)) {
@@ -492,7 +492,7 @@ int yfi_altstack_install(void)
             return -1;
         }
     }
-    yfi_altstack_ready = 1;
+    yfi_thr.altstack_ready = 1;
     return 0;
 }
 

@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "yf.h"
+#include "yfi_build.h"
 
 #define YFI_FUNC __attribute__((visibility("hidden")))
 #define YF_LIKELY(x) __builtin_expect(!!(x), 1)
@@ -39,30 +40,7 @@ static inline uint64_t yfi_now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-/* ---- sanitizer and valgrind builds ------------------------------------- */
-
-/* ASan and TSan track one stack per thread; a switch to a coroutine stack
- * must be announced to them (co.c), or ASan takes the coroutine's frames for
- * wild accesses and TSan's shadow call stack goes wrong. The annotations are
- * compiled in only when the compiler instruments for a sanitizer, so the
- * normal build's switch is unchanged. */
-#if defined(__SANITIZE_ADDRESS__)
-#define YFI_ASAN 1
-#endif
-#if defined(__SANITIZE_THREAD__)
-#define YFI_TSAN 1
-#endif
-#if defined(__has_feature)
-#if __has_feature(address_sanitizer) && !defined(YFI_ASAN)
-#define YFI_ASAN 1
-#endif
-#if __has_feature(thread_sanitizer) && !defined(YFI_TSAN)
-#define YFI_TSAN 1
-#endif
-#endif
-#if defined(YFI_ASAN) || defined(YFI_TSAN)
-#define YFI_FIBERS 1
-#endif
+/* ---- valgrind builds --------------------------------------------------- */
 
 /* Valgrind's client requests, when its header is installed: a few no-op
  * instructions outside valgrind, and only where a stack is carved or unmapped
@@ -267,7 +245,16 @@ YFI_FUNC int yfi_guard_reporter_install(void);
  * every resume from the root context, so a coroutine resumed on a thread
  * that never made a scheduler still gets its overflow reported. */
 YFI_FUNC int yfi_altstack_install(void);
-YFI_FUNC extern __thread int yfi_altstack_ready __attribute__((tls_model("initial-exec")));
+
+/* The runtime's per-thread state, one block so that resume reaches both
+ * fields through one GOT load (initial-exec: the module is loaded by dlopen,
+ * and the general-dynamic model would call __tls_get_addr on every switch;
+ * glibc keeps surplus static TLS for exactly this). */
+struct yfi_thread {
+    struct yf_co *cur;          /* the running coroutine; NULL in the root context */
+    int altstack_ready;         /* yfi_altstack_install succeeded on this thread */
+};
+YFI_FUNC extern __thread struct yfi_thread yfi_thr __attribute__((tls_model("initial-exec")));
 
 /* ---- I/O (io.c) ------------------------------------------------------------ */
 

@@ -16,6 +16,23 @@
 #include "lab.h"
 #include "placement.h"
 
+/* Call shape: Boost's functions are reached through pointers from dlsym, one
+ * indirect call each. yfcore's public functions, called from here by name,
+ * would go through the PLT (a call, then a jump through the GOT): a second
+ * taken branch per call that Boost does not pay. Declared noplt, they are
+ * one indirect call through the GOT, as Boost's are through their pointers;
+ * a program linked against either library by name pays the PLT for both. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define YF_BENCH_CALL __attribute__((noplt))
+#else
+#define YF_BENCH_CALL
+#endif
+YF_BENCH_CALL int yf_co_resume(yf_co *co);
+YF_BENCH_CALL int yf_co_yield(void);
+YF_BENCH_CALL yf_co *yf_co_create(yf_sched *s, yf_co_fn fn, void *arg);
+YF_BENCH_CALL int64_t yf_sched_run(yf_sched *s);
+YF_BENCH_CALL int yf_co_reap(yf_co *co, intptr_t *status);
+
 /* ---- stacks: one policy per row, one top formula for all ------------------- */
 
 struct stk {

@@ -222,7 +222,10 @@ def runtime_shared(n: int = 1000) -> dict:
     program driving n switches through it run them all?
 
     Returns {"linked", "message", "textrel", "ctx_relocations" (of the
-    context-switch object, "TYPE symbol"), "exit", "finished", "n"}.
+    context-switch object, "TYPE symbol"), "ctx_exported" (the symbols those
+    relocations name that the library exports, i.e. that another object
+    could interpose and that would need a PLT slot or a text relocation;
+    none is the point), "exit", "finished", "n"}.
     """
     ctx = [p for p in runtime_sources() if p.suffix == ".S"]
     ctx_rel = [r for p in ctx for r in relocations((), source=os.path.relpath(p, _programs()))]
@@ -233,11 +236,14 @@ def runtime_shared(n: int = 1000) -> dict:
         return {"linked": False, "message": mask_paths(e.stderr).strip(), "ctx_relocations": ctx_rel}
     cp = run_program(exe, n, 10)
     res = json.loads(cp.stdout) if cp.returncode == 0 else {}
+    exported = {line.split()[-1].split("@")[0] for line in _run(["readelf", "--dyn-syms", "-W", str(so)]).stdout.splitlines()
+                if len(line.split()) >= 8 and line.split()[6] != "UND"}
     return {
         "linked": True,
         "message": "",
         "textrel": "TEXTREL" in _dynamic_tags(so),
         "ctx_relocations": ctx_rel,
+        "ctx_exported": sorted({r.split()[1] for r in ctx_rel} & exported),
         "exit": describe_exit(cp),
         "finished": res.get("finished", -1),
         "n": n,
