@@ -137,7 +137,7 @@
  * So yf / Boost is 1.024 in the default mode and 0.58 in the FP-fast one.
  * The default switch's remaining gap: the bare swap runs 6.17 ns, 0.93 of
  * Boost's (yfi_ctx_full skips fldcw when the control words agree), and the
- * bookkeeping (resume 19 instructions, 6 of them stores; yield 14, 7
+ * bookkeeping (resume 19 instructions, 6 of them stores; yield 14, 6
  * stores) adds 0.6 ns; to reach Boost it may add 0.46. Tried and not kept:
  * MXCSR compared before loading it (slower, as the ablation in notebook 01
  * finds for the bare switch), the FP control state read and loaded before
@@ -239,7 +239,7 @@ struct yf_co {
     void *sp;                   /* its own context while switched out */
     void *ret;                  /* its resumer's context while it runs (see SWITCH) */
     yf_sched *s;
-    struct yf_co *back;         /* its resumer and `cur` to restore on switching
+    struct yf_co *back;         /* its resumer and `yfi_thr.cur` to restore on switching
                                    back: NULL for the root (resumer_of) */
     struct yf_co *next, *prev;  /* ready queue */
     int state;
@@ -309,19 +309,19 @@ _Static_assert(AT(struct yfi_thread, cur, YFI_THR_CUR) && AT(struct yfi_thread, 
 _Static_assert(YF_READY == 1 && YF_RUNNING == 2, "ctx_x86_64.S's fast paths store and test these states");
 #undef AT
 
-/* The running coroutine of this thread (yfi.h's per-thread block). */
-#define cur (yfi_thr.cur)
-
 /* co.c's resume and yield are the public ones, or the whole functions that
  * x86-64's fused fast paths (yfi_build.h) fall back to. */
 #ifdef YFI_FAST_ASM
 #define RESUME_FN yfi_co_resume_c
 #define YIELD_FN yfi_co_yield_c
+#define RESUME_HERE yfi_co_resume_fast
 YFI_FUNC int yfi_co_resume_c(yf_co *co);
 YFI_FUNC int yfi_co_yield_c(void);
+YFI_FUNC int yfi_co_resume_fast(yf_co *co);
 #else
 #define RESUME_FN yf_co_resume
 #define YIELD_FN yf_co_yield
+#define RESUME_HERE yf_co_resume
 #endif
 
 /* Where a switch saves the context it leaves and finds the one it enters.
@@ -777,7 +777,7 @@ yf_sched *yf_sched_new(size_t stack_size, unsigned flags)
 
 int yf_sched_free(yf_sched *s)
 {
-    if (cur != NULL) {
+    if (yfi_thr.cur != NULL) {
         errno = EBUSY;
         return -1;
     }
@@ -805,7 +805,7 @@ int yf_sched_free(yf_sched *s)
 static uint64_t sched_running(const yf_sched *s)
 {
     uint64_t n = 0;
-    for (const struct yf_co *co = cur; co && co->s == s; co = co->back)
+    for (const struct yf_co *co = yfi_thr.cur; co && co->s == s; co = co->back)
         n++;
     return n;
 }
@@ -826,7 +826,7 @@ static uint64_t sched_ready(const yf_sched *s)
 
 int64_t yf_sched_run(yf_sched *s)
 {
-    if (cur != NULL) {
+    if (yfi_thr.cur != NULL) {
         errno = EBUSY;
         return -1;
     }
@@ -850,7 +850,7 @@ int64_t yf_sched_run(yf_sched *s)
 
 int64_t yf_sched_run_once(yf_sched *s)
 {
-    if (cur != NULL) {
+    if (yfi_thr.cur != NULL) {
         errno = EBUSY;
         return -1;
     }
@@ -858,7 +858,7 @@ int64_t yf_sched_run_once(yf_sched *s)
      * the first n.ready entries now are exactly this pass. */
     int64_t n = (int64_t)sched_ready(s);
     for (int64_t i = 0; i < n && s->ready.next != &s->ready; i++)
-        yf_co_resume(s->ready.next);
+        RESUME_HERE(s->ready.next);
     return n;
 }
 
@@ -902,7 +902,7 @@ size_t yf_sched_trim(yf_sched *s)
 
 yf_sched *yf_sched_current(void)
 {
-    return cur ? cur->s : NULL;
+    return yfi_thr.cur ? yfi_thr.cur->s : NULL;
 }
 
 /* ---- life of a coroutine -------------------------------------------------------- */
@@ -964,7 +964,7 @@ static __attribute__((noreturn)) void co_main(void *unused)
 #ifdef YFI_FIBERS
     san_arrive(NULL);
 #endif
-    struct yf_co *co = cur;
+    struct yf_co *co = yfi_thr.cur;
     co->status = co->fn(co->arg);
     run_hooks(co);
     yf_sched *s = co->s;
@@ -973,7 +973,7 @@ static __attribute__((noreturn)) void co_main(void *unused)
     retire_stack(s, co);
     if (co->flags & CO_DETACHED)
         co_free(s, co);
-    cur = co->back;
+    yfi_thr.cur = co->back;
     switch_exit(s, co);
 }
 
@@ -1053,7 +1053,7 @@ static inline int resume_go(yf_sched *s, struct yf_co *co, struct yf_co *back)
 {
     co->state = YF_RUNNING;
     co->back = back;
-    cur = co;
+    yfi_thr.cur = co;
     s->resumes++;
     return switch_to(s, co, YF_REASON_RESUME);
 }
@@ -1087,11 +1087,12 @@ static __attribute__((noinline, cold)) int resume_slow(yf_sched *s, struct yf_co
 int RESUME_FN(yf_co *co)
 {
     yf_sched *s = co->s;
-    struct yf_co *back = cur;
-    /* The thread has its alternate signal stack whenever a coroutine runs
-     * on it (the root resume or yf_sched_run that started the chain tried
-     * first), so that test serves both contexts; only a coroutine can be of
-     * another scheduler than co (the root's is s by construction). */
+    struct yf_co *back = yfi_thr.cur;
+    /* One test of the thread's alternate signal stack serves both contexts:
+     * the root resume or yf_sched_run that started a chain installed it, or
+     * tried (when that failed, every resume retries, nested ones too). Only
+     * a coroutine can be of another scheduler than co (the root's is s by
+     * construction). */
     if (YF_UNLIKELY(!yfi_thr.altstack_ready) || (back && YF_UNLIKELY(back->s != s)) ||
         YF_UNLIKELY(co->state > YF_READY))
         return resume_slow(s, co, back);
@@ -1107,19 +1108,19 @@ static __attribute__((noinline, cold)) int not_in_coroutine(void)
 
 int YIELD_FN(void)
 {
-    struct yf_co *co = cur;
+    struct yf_co *co = yfi_thr.cur;
     if (YF_UNLIKELY(!co))
         return not_in_coroutine();
     yf_sched *s = co->s;
     co->state = YF_READY;
     enqueue(s, co);
-    cur = co->back;
+    yfi_thr.cur = co->back;
     return switch_to(s, co, YF_REASON_YIELD);
 }
 
 intptr_t yf_co_block(void)
 {
-    struct yf_co *co = cur;
+    struct yf_co *co = yfi_thr.cur;
     if (!co) {
         errno = EPERM;
         return -1;
@@ -1128,14 +1129,14 @@ intptr_t yf_co_block(void)
     co->state = YF_BLOCKED;
     co->token++;
     s->n.blocked++;
-    cur = co->back;
+    yfi_thr.cur = co->back;
     switch_to(s, co, YF_REASON_BLOCK);
     return co->status;
 }
 
 uint64_t yf_co_next_token(void)
 {
-    return cur ? cur->token + 1 : 0;
+    return yfi_thr.cur ? yfi_thr.cur->token + 1 : 0;
 }
 
 uint64_t yf_co_token(const yf_co *co)
@@ -1210,7 +1211,7 @@ int yf_co_on_exit(yf_co *co, yf_exit_hook *hook)
 
 yf_co *yf_co_current(void)
 {
-    return cur;
+    return yfi_thr.cur;
 }
 
 uint64_t yf_co_id(const yf_co *co)
@@ -1274,7 +1275,7 @@ int yf_co_fpenv_set(uint32_t mxcsr, uint16_t x87cw)
         errno = EINVAL;
         return -1;
     }
-    struct yf_co *co = cur;
+    struct yf_co *co = yfi_thr.cur;
     if (co && (co->s->flags & YF_SCHED_FPFAST)) {
         /* Until now co ran in the ambient environment (see fpenv_handoff);
          * keep it for the switch that leaves co. */

@@ -1,4 +1,5 @@
-/* ctx_x86_64.S - context switch for x86-64 System V (Linux, ELF).
+/* ctx_x86_64.S - context switch for x86-64 System V (Linux, ELF), and the
+ * scheduler's resume and yield fused with it (at the end of this file).
  *
  * A context is a saved stack pointer. Switching pushes a 64-byte frame on
  * the current stack, stores %rsp, loads the other context's %rsp and pops
@@ -150,8 +151,21 @@
     jmp     *%r8
 .endm
 
-/* int yf_co_resume(yf_co *co) */
+/* A build that hides every symbol (-fvisibility=hidden, which does not reach
+ * assembly) defines YFI_ASM_HIDDEN, so that its calls of the two public
+ * functions below bind inside the library as its C ones do. */
+#ifdef YFI_ASM_HIDDEN
+    .hidden yf_co_resume
+    .hidden yf_co_yield
+#endif
+
+/* int yf_co_resume(yf_co *co); yfi_co_resume_fast is the runtime's own name
+ * for it (hidden: co.c's yf_sched_run_once calls it without the PLT, and a
+ * build whose C and assembly disagree on YFI_FAST_ASM fails to link). */
     .globl yf_co_resume
+    .globl yfi_co_resume_fast
+    .hidden yfi_co_resume_fast
+    .set yfi_co_resume_fast, yf_co_resume
     .type yf_co_resume, @function
     .p2align 4
 yf_co_resume:

@@ -104,7 +104,9 @@ int64_t yf_sched_run(yf_sched *s);
  * loop polls between passes, so a coroutine that only yields cannot starve
  * fd waiters). Returns the number of resumes; EBUSY inside a coroutine. */
 int64_t yf_sched_run_once(yf_sched *s);
-/* Fills *out. Never fails. */
+/* Fills *out. Never fails. `ready` and `switches` are derived from the
+ * coroutines of s running on the calling thread: exact on the thread that
+ * runs s, and from another thread off by the depth of s's chain there. */
 void yf_sched_counts(const yf_sched *s, yf_counts *out);
 /* Stack size and flags the scheduler was made with. */
 size_t yf_sched_stack_size(const yf_sched *s);

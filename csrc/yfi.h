@@ -241,8 +241,9 @@ YFI_FUNC int yfi_guard_install(void *addr, size_t len, int guard);
  * stack. -1 with errno from mmap/sigaltstack/sigaction. */
 YFI_FUNC int yfi_guard_reporter_install(void);
 /* This thread's alternate signal stack, made once per thread and unmapped
- * when the thread ends (a stack the thread already had is kept). Called by
- * every resume from the root context, so a coroutine resumed on a thread
+ * when the thread ends (a stack the thread already had is kept). Called by a
+ * resume while the thread's flag says it has none (every resume from the
+ * root context until it succeeds), so a coroutine resumed on a thread
  * that never made a scheduler still gets its overflow reported. */
 YFI_FUNC int yfi_altstack_install(void);
 

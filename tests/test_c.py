@@ -3,7 +3,8 @@
 They are linked with the runtime and the lab (demo bodies, switch variants),
 the sources and flags yfcore/_sources.py names. test_*.c and other programs
 must exit 0 in a release build (-DNDEBUG: their checks do not use assert) and
-a debug build (-DYF_DEBUG: the runtime's own contract checks on). fail_*.c
+a debug build (-DYF_DEBUG: the runtime's own contract checks on) and a
+build with co.c's resume and yield as the public ones (-DYFI_NO_FAST_ASM). fail_*.c
 programs are expected to abort: they must die by SIGABRT with the message
 named by their `expect-abort:` line. A program's `test-cflags:` line adds
 compiler flags; its `arch:` line, when present, names the one architecture it
@@ -21,7 +22,9 @@ from yfcore.lab import toolchain
 
 C_DIR = Path(__file__).resolve().parent / "c"
 BASE_CFLAGS = _sources.TEST_CFLAGS
-BUILDS = {"release": ("-DNDEBUG",), "debug": ("-DYF_DEBUG",)}
+# "c-paths": on x86-64 the public resume and yield are ctx_x86_64.S's fused
+# fast paths; this build makes co.c's the public ones, so they run too.
+BUILDS = {"release": ("-DNDEBUG",), "debug": ("-DYF_DEBUG",), "c-paths": ("-DNDEBUG", "-DYFI_NO_FAST_ASM")}
 
 
 def _marker(path: Path, name: str) -> str | None:

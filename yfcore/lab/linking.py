@@ -179,7 +179,7 @@ def _build(kind: str) -> tuple[Path, Path]:
     if kind == "hidden":
         so = compile_program(
             drive, extra_sources=[*runtime_sources(), *hook_sources()],
-            cflags=("-fPIC", "-fvisibility=hidden", *hc), ldflags=("-shared", "-ldl", *hl),
+            cflags=("-fPIC", "-fvisibility=hidden", "-DYFI_ASM_HIDDEN", *hc), ldflags=("-shared", "-ldl", *hl),
         )
         exe = compile_program("link_main", extra_sources=[so], cflags=hc, ldflags=[f"-Wl,-rpath,{so.parent}"])
         return exe, so
