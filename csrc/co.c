@@ -811,10 +811,10 @@ static uint64_t sched_running(const yf_sched *s)
 }
 
 /* The ready queue's length: every live coroutine is queued (new or ready),
- * running, blocked or done. */
-static uint64_t sched_ready(const yf_sched *s)
+ * running (`running` of them: sched_running), blocked or done. */
+static uint64_t sched_ready(const yf_sched *s, uint64_t running)
 {
-    uint64_t n = s->n.live - s->n.blocked - s->n.done - sched_running(s);
+    uint64_t n = s->n.live - s->n.blocked - s->n.done - running;
 #ifdef YF_DEBUG
     uint64_t queued = 0;
     for (const struct yf_co *co = s->ready.next; co != &s->ready; co = co->next)
@@ -855,8 +855,9 @@ int64_t yf_sched_run_once(yf_sched *s)
         return -1;
     }
     /* The queue is FIFO and a coroutine re-enters it only at the tail, so
-     * the first n.ready entries now are exactly this pass. */
-    int64_t n = (int64_t)sched_ready(s);
+     * the entries queued now are exactly this pass (from the root, tested
+     * above, none of s's coroutines is running). */
+    int64_t n = (int64_t)sched_ready(s, 0);
     for (int64_t i = 0; i < n && s->ready.next != &s->ready; i++)
         RESUME_HERE(s->ready.next);
     return n;
@@ -866,7 +867,7 @@ void yf_sched_counts(const yf_sched *s, yf_counts *out)
 {
     *out = s->n;
     uint64_t running = sched_running(s);
-    out->ready = sched_ready(s);
+    out->ready = sched_ready(s, running);
     /* Every resume is one switch in, and one switch out once it has
      * yielded, blocked or exited: all but the running ones have. */
     out->switches = 2 * s->resumes - running;

@@ -100,55 +100,7 @@
 /* The swap of a fast path: save the frame at \save(%rdi), load the one at
  * \load(%rdi); \fp 1 is yfi_ctx_full's FP control handling, 0 none. */
 .macro FAST_SWAP fp, save, load
-    pushq   %rbp
-    .cfi_adjust_cfa_offset 8
-    pushq   %rbx
-    .cfi_adjust_cfa_offset 8
-    pushq   %r15
-    .cfi_adjust_cfa_offset 8
-    pushq   %r14
-    .cfi_adjust_cfa_offset 8
-    pushq   %r13
-    .cfi_adjust_cfa_offset 8
-    pushq   %r12
-    .cfi_adjust_cfa_offset 8
-    subq    $8, %rsp
-    .cfi_adjust_cfa_offset 8
-.if \fp
-    stmxcsr (%rsp)
-    fnstcw  4(%rsp)
-    movq    %rsp, %rcx
-.endif
-    movq    %rsp, \save(%rdi)
-    movq    \load(%rdi), %rsp
-    movq    56(%rsp), %r8
-.if \fp
-    ldmxcsr (%rsp)
-    movzwl  4(%rsp), %eax
-    cmpw    4(%rcx), %ax
-    je      3f
-    fldcw   4(%rsp)
-3:
-.endif
-    addq    $8, %rsp
-    .cfi_adjust_cfa_offset -8
-    popq    %r12
-    .cfi_adjust_cfa_offset -8
-    popq    %r13
-    .cfi_adjust_cfa_offset -8
-    popq    %r14
-    .cfi_adjust_cfa_offset -8
-    popq    %r15
-    .cfi_adjust_cfa_offset -8
-    popq    %rbx
-    .cfi_adjust_cfa_offset -8
-    popq    %rbp
-    .cfi_adjust_cfa_offset -8
-    xorl    %eax, %eax
-    .cfi_register rip, r8
-    addq    $8, %rsp
-    .cfi_adjust_cfa_offset -8
-    jmp     *%r8
+    SWAP \fp, \fp, 0, 1, \save(%rdi), \load(%rdi), 1
 .endm
 
 /* A build that hides every symbol (-fvisibility=hidden, which does not reach
