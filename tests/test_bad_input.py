@@ -389,6 +389,10 @@ def test_a_stale_reserve_view_raises_instead_of_writing(end):
     b = SockBuf(64)
     b.write(b"0123")
     v = b.reserve(4)[0]
+    # Known bytes while the view is valid: a reserved region is uninitialised
+    # memory, and an "X" left there by an earlier buffer would look like a
+    # stale write once "commit" makes it readable.
+    v[:] = b"abcd"
     ENDS[end](b)
     with pytest.raises(Exception) as e:
         v[:] = b"XXXX"
