@@ -75,6 +75,9 @@
     .set yfi_ctx_nofp_int, yfi_ctx_nofp
 
     SWITCH yfi_ctx_full,        1, 1, 0
+/* yfi_ctx_full for a context whose FP control state its caller knows
+ * (co.c's run loops: the root, between two resumes, runs only the loop). */
+    SWITCH yfi_ctx_full_known,  2, 1, 0
     SWITCH yfi_ctx_nofp,        0, 0, 0
 /* The switch out of a finished coroutine: it never runs again, so nothing
  * of it is saved (`save` is ignored); the loaded side is the same. */
@@ -111,13 +114,8 @@
     .hidden yf_co_yield
 #endif
 
-/* int yf_co_resume(yf_co *co); yfi_co_resume_fast is the runtime's own name
- * for it (hidden: co.c's yf_sched_run_once calls it without the PLT, and a
- * build whose C and assembly disagree on YFI_FAST_ASM fails to link). */
+/* int yf_co_resume(yf_co *co) */
     .globl yf_co_resume
-    .globl yfi_co_resume_fast
-    .hidden yfi_co_resume_fast
-    .set yfi_co_resume_fast, yf_co_resume
     .type yf_co_resume, @function
     .p2align 4
 yf_co_resume:
@@ -134,23 +132,18 @@ yf_co_resume:
 1:
     cmpl    $1, YFI_CO_STATE(%rdi)                  /* neither new nor ready */
     jg      yfi_co_resume_c
-    movl    YFI_S_MODE(%rax), %r9d
-    cmpl    $1, %r9d                                /* the slow mode */
-    ja      yfi_co_resume_c
-    movq    YFI_CO_PREV(%rdi), %r8                  /* off the ready queue */
-    movq    YFI_CO_NEXT(%rdi), %rsi
-    movq    %rsi, YFI_CO_NEXT(%r8)
-    movq    %r8, YFI_CO_PREV(%rsi)
-    movl    $2, YFI_CO_STATE(%rdi)                  /* YF_RUNNING */
+    cmpl    $1, YFI_S_MODE(%rax)                    /* the slow mode; the flags say */
+    ja      yfi_co_resume_c                         /* which fast one below */
+    movl    $2, YFI_CO_STATE(%rdi)                  /* YF_RUNNING (it stays queued) */
     movq    %rcx, YFI_CO_BACK(%rdi)
     movq    %rdi, %fs:YFI_THR_CUR(%rdx)
+    je      2f
     addq    $1, YFI_S_RESUMES(%rax)
-    testl   %r9d, %r9d
-    jnz     2f
     .cfi_remember_state
     FAST_SWAP 1, YFI_CO_RET, YFI_CO_SP
 2:
     .cfi_restore_state
+    addq    $1, YFI_S_RESUMES(%rax)
     FAST_SWAP 0, YFI_CO_RET, YFI_CO_SP
     .cfi_endproc
     .size yf_co_resume, .-yf_co_resume
@@ -166,31 +159,46 @@ yf_co_yield:
     testq   %rdi, %rdi
     je      yfi_co_yield_c
     movq    YFI_CO_S(%rdi), %rax                    /* s */
-    movl    YFI_S_MODE(%rax), %r9d
-    cmpl    $1, %r9d
-    ja      yfi_co_yield_c
+    cmpq    %rdi, YFI_S_READY+YFI_CO_PREV(%rax)     /* not at the queue's tail */
+    jne     3f
+4:
+    cmpl    $1, YFI_S_MODE(%rax)                    /* the slow mode; the flags say */
+    ja      yfi_co_yield_c                          /* which fast one below */
     movl    $1, YFI_CO_STATE(%rdi)                  /* YF_READY */
-    movq    YFI_S_READY+YFI_CO_PREV(%rax), %r8      /* at the queue's tail */
+    movq    YFI_CO_BACK(%rdi), %rsi                 /* cur = back */
+    movq    %rsi, %fs:YFI_THR_CUR(%rdx)
+    je      2f
+    .cfi_remember_state
+    FAST_SWAP 1, YFI_CO_SP, YFI_CO_RET
+2:
+    .cfi_restore_state
+    .cfi_remember_state
+    FAST_SWAP 0, YFI_CO_SP, YFI_CO_RET
+3:
+    .cfi_restore_state
+    /* co to the tail (co.c's requeue), in a fast mode only: the fallback
+     * finds nothing changed. */
+    cmpl    $1, YFI_S_MODE(%rax)
+    ja      yfi_co_yield_c
+    movq    YFI_CO_PREV(%rdi), %r8                  /* out of the queue */
+    movq    YFI_CO_NEXT(%rdi), %rsi
+    movq    %rsi, YFI_CO_NEXT(%r8)
+    movq    %r8, YFI_CO_PREV(%rsi)
+    movq    YFI_S_READY+YFI_CO_PREV(%rax), %r8      /* in at its tail */
     leaq    YFI_S_READY(%rax), %rsi
     movq    %rsi, YFI_CO_NEXT(%rdi)
     movq    %r8, YFI_CO_PREV(%rdi)
     movq    %rdi, YFI_CO_NEXT(%r8)
     movq    %rdi, YFI_S_READY+YFI_CO_PREV(%rax)
-    movq    YFI_CO_BACK(%rdi), %rsi                 /* cur = back */
-    movq    %rsi, %fs:YFI_THR_CUR(%rdx)
-    testl   %r9d, %r9d
-    jnz     2f
-    .cfi_remember_state
-    FAST_SWAP 1, YFI_CO_SP, YFI_CO_RET
-2:
-    .cfi_restore_state
-    FAST_SWAP 0, YFI_CO_SP, YFI_CO_RET
+    jmp     4b
     .cfi_endproc
     .size yf_co_yield, .-yf_co_yield
 #endif
 
 /* First code a fresh context runs: yfi_ctx_make put the entry function in
- * %rbx's slot; the switch left the transfer value in %rax. The entry
+ * %rbx's slot; the switch left the transfer value in %rax. It zeroes %rbp
+ * (ending frame-pointer chains) and %r12-%r15, whose slots yfi_ctx_make
+ * leaves unwritten: zero-idiom xors cost no store and no load. The entry
  * function never returns; %rip is marked undefined so debuggers and
  * unwinders stop here instead of walking into the slot's header. */
     .globl yfi_ctx_entry
@@ -200,6 +208,11 @@ yf_co_yield:
 yfi_ctx_entry:
     .cfi_startproc
     .cfi_undefined rip
+    xorl    %ebp, %ebp
+    xorl    %r12d, %r12d
+    xorl    %r13d, %r13d
+    xorl    %r14d, %r14d
+    xorl    %r15d, %r15d
     movq    %rax, %rdi
     callq   *%rbx
     ud2

@@ -1,5 +1,5 @@
 /* test_sched.c - scheduler semantics: FIFO order, block/wake tokens, cancel
- * and exit hooks, reap and ids, detach, locals, counts, nested resume, the
+ * and exit hooks, run_once's passes, reap and ids, detach, locals, counts, nested resume, the
  * trace ring, the stack pool and high-water marks, FP rounding in FPFAST. */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -70,6 +70,44 @@ static void test_fifo(void)
     /* Nothing ready: run does nothing. */
     CHECK(yf_sched_run(s) == 0);
     CHECK(yf_sched_free(s) == 0);
+}
+
+/* One pass of run_once resumes those ready when it began, once each, in
+ * FIFO order; one made ready during the pass waits for the next. */
+static yf_sched *once_s;
+static int once_log[16];
+static int nonce;
+
+static intptr_t once_body(void *arg)
+{
+    int id = (int)(intptr_t)arg;
+    once_log[nonce++] = id;
+    if (id == 0)
+        CHECK(yf_co_create(once_s, once_body, (void *)(intptr_t)9) != NULL);
+    CHECK_ERR(yf_sched_run_once(once_s), EBUSY);
+    CHECK(yf_co_yield() == 0);
+    once_log[nonce++] = id;
+    return 0;
+}
+
+static void test_run_once(unsigned flags)
+{
+    once_s = new_sched(flags);
+    nonce = 0;
+    CHECK(yf_sched_run_once(once_s) == 0);
+    for (int i = 0; i < 3; i++)
+        CHECK(yf_co_create(once_s, once_body, (void *)(intptr_t)i) != NULL);
+    CHECK(yf_sched_run_once(once_s) == 3);
+    check_counts(once_s, 4, 4, 0, 0);
+    CHECK(yf_sched_run_once(once_s) == 4);
+    check_counts(once_s, 4, 1, 0, 3);
+    CHECK(yf_sched_run_once(once_s) == 1);
+    CHECK(yf_sched_run_once(once_s) == 0);
+    static const int want[] = {0, 1, 2, 9, 0, 1, 2, 9};
+    CHECK(nonce == 8);
+    for (int i = 0; i < 8; i++)
+        CHECK(once_log[i] == want[i]);
+    CHECK(yf_sched_free(once_s) == 0);
 }
 
 /* ---- block and wake ------------------------------------------------------ */
@@ -721,6 +759,8 @@ static void test_fp_round(unsigned flags)
 int main(void)
 {
     test_fifo();
+    test_run_once(0);
+    test_run_once(YF_SCHED_FPFAST);
     test_block_wake();
     test_cancel_and_hooks();
     test_reap_and_ids();
