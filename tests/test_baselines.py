@@ -4,6 +4,8 @@ Correctness only: every row runs at every placement, bad arguments fail with
 EINVAL, the standalone program reports what the in-process function reports,
 and the placement program puts frames and code where it says it does.
 """
+import errno
+
 import pytest
 
 from yfcore.labkernels import boost_context_path, ffi, lib
@@ -135,3 +137,17 @@ def test_sigprocmask_kernel_makes_the_calls_and_keeps_the_mask():
     before = signal.pthread_sigmask(signal.SIG_BLOCK, [])
     assert lib.yf_bench_sigprocmask(100) > 0
     assert signal.pthread_sigmask(signal.SIG_BLOCK, []) == before
+
+
+def test_fp_insn_kernel_keeps_the_fp_state_and_refuses_bad_input():
+    m0, c0 = ffi.new("uint32_t *"), ffi.new("uint16_t *")
+    lib.yf_fpenv_get(m0, c0)
+    costs = context_switch.fp_costs(quick=True, rounds=2)
+    assert costs and all(v["median"] >= 0 and len(v["samples"]) == 2 for v in costs.values())
+    m, c = ffi.new("uint32_t *"), ffi.new("uint16_t *")
+    lib.yf_fpenv_get(m, c)
+    assert (m[0] & ~0x3F, c[0]) == (m0[0] & ~0x3F, c0[0])
+    for bad in (-1, lib.YF_FPI_N):
+        ffi.errno = 0
+        assert lib.yf_bench_fp_insn(10, bad) == -1 and ffi.errno == errno.EINVAL
+    assert lib.yf_bench_fp_insn(-1, lib.YF_FPI_NONE) == -1

@@ -294,6 +294,56 @@ double yf_bench_stack_malloc(int64_t n, size_t stack_size)
     return (double)(yfi_now_ns() - t0);
 }
 
+/* One timed loop per instruction; the memory operand holds the current
+ * state, so every load writes back what is there. */
+#define FP_LOOP(n, insn8, ...)                                                       \
+    ({                                                                               \
+        uint64_t t0_ = yfi_now_ns();                                                 \
+        for (int64_t i_ = 0; i_ < (n); i_++)                                         \
+            __asm__ volatile(insn8 __VA_ARGS__);                                     \
+        (double)(yfi_now_ns() - t0_);                                                \
+    })
+#define X8(s) s "\n" s "\n" s "\n" s "\n" s "\n" s "\n" s "\n" s "\n"
+
+double yf_bench_fp_insn(int64_t n, int which)
+{
+    if (n < 0 || which < 0 || which >= YF_FPI_N) {
+        errno = EINVAL;
+        return -1;
+    }
+#if defined(__x86_64__)
+    uint32_t m;
+    uint16_t c;
+    yfi_fpenv_read(&m, &c);
+    switch (which) {
+    case YF_FPI_STMXCSR:
+        return FP_LOOP(n, X8("stmxcsr %0"), : "=m"(m));
+    case YF_FPI_LDMXCSR:
+        return FP_LOOP(n, X8("ldmxcsr %0"), : : "m"(m));
+    case YF_FPI_FNSTCW:
+        return FP_LOOP(n, X8("fnstcw %0"), : "=m"(c));
+    case YF_FPI_FLDCW:
+        return FP_LOOP(n, X8("fldcw %0"), : : "m"(c));
+    default:
+        return FP_LOOP(n, "");
+    }
+#elif defined(__aarch64__)
+    uint64_t r;
+    __asm__ volatile("mrs %0, fpcr" : "=r"(r));
+    switch (which) {
+    case YF_FPI_STMXCSR:
+        return FP_LOOP(n, X8("mrs %0, fpcr"), : "=r"(r));
+    case YF_FPI_LDMXCSR:
+        return FP_LOOP(n, X8("msr fpcr, %0"), : : "r"(r));
+    case YF_FPI_NONE:
+        return FP_LOOP(n, "");
+    default:
+        errno = EINVAL;
+        return -1;
+    }
+#endif
+}
+
 double yf_bench_sigprocmask(int64_t n)
 {
     /* What swapcontext adds to every switch: one rt_sigprocmask that sets

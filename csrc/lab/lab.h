@@ -100,6 +100,13 @@ double yf_bench_stack_malloc(int64_t n, size_t stack_size);
 /* n rt_sigprocmask system calls that set the current mask (what
  * swapcontext makes on every switch): ns in all, -1 with errno. */
 double yf_bench_sigprocmask(int64_t n);
+/* What the FP control state costs a switch: n iterations of 8 back-to-back
+ * copies of one instruction (YF_FPI_*; on AArch64 MRS / MSR of FPCR in
+ * place of both MXCSR ones, and no x87), each reading or writing the
+ * current state again: ns in all, -1 with errno (EINVAL for an instruction
+ * this architecture lacks). YF_FPI_NONE times the empty loop. */
+enum { YF_FPI_NONE = 0, YF_FPI_STMXCSR = 1, YF_FPI_LDMXCSR = 2, YF_FPI_FNSTCW = 3, YF_FPI_FLDCW = 4, YF_FPI_N = 5 };
+double yf_bench_fp_insn(int64_t n, int which);
 /* Like-for-like kernels (bench_fair.c): the same stack size, allocator
  * policy per row, stack-top formula and code-placement treatment for every
  * competitor. `placement` (0..YF_BENCH_PLACEMENTS-1) picks one of the copies

@@ -12,6 +12,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import os
+import platform
 import subprocess
 import time
 
@@ -22,7 +23,7 @@ from .stats import _num, ratio as lab_ratio, ratio_samples as lab_ratio_samples,
 __all__ = [
     "STACK", "SWITCH_ROWS", "CREATE_ROWS", "fair", "StandaloneKernels", "module_cflags",
     "agreement", "agreement_table", "placement_experiment", "placement_series", "placement_spread",
-    "mxcsr_fields", "switch", "create", "ablation", "python_switches", "cpu_share", "checked_ns", "flat",
+    "mxcsr_fields", "switch", "create", "ablation", "fp_costs", "python_switches", "cpu_share", "checked_ns", "flat",
     "skipped", "switch_bars", "create_bars", "frame_table", "switch_evidence", "life_evidence",
     "cpu_share_evidence", "syscall_share",
 ]
@@ -318,6 +319,28 @@ def ablation(depths=(0, 8), quick: bool | None = None, rounds: int | None = None
     comp["scheduler, trace on @ 0"] = _per_switch(lib.yf_bench_switch_yf, n, 0, STACK, 4096)
     comp["scheduler, FP-fast @ 0"] = _per_switch(lib.yf_bench_switch_yf, n, lib.YF_SCHED_FPFAST, STACK, 0)
     return summaries(interleaved(comp, rounds=rounds, progress=progress))
+
+
+def fp_costs(quick: bool | None = None, rounds: int | None = None, progress: bool = False) -> dict:
+    """ns per instruction of the reads and writes of the FP control state a
+    switch makes (stmxcsr, ldmxcsr, fnstcw, fldcw; MRS and MSR of FPCR on
+    AArch64), each timed as 8 back-to-back copies per loop iteration with
+    the empty loop's time taken off, in interleaved rounds."""
+    lib = _lib()
+    n = _sizes("switch", quick)["switch"]
+    x86 = platform.machine() == "x86_64"
+    insns = {"stmxcsr (read MXCSR)": lib.YF_FPI_STMXCSR, "ldmxcsr (write MXCSR)": lib.YF_FPI_LDMXCSR,
+             "fnstcw (read x87 CW)": lib.YF_FPI_FNSTCW, "fldcw (write x87 CW)": lib.YF_FPI_FLDCW} if x86 else \
+        {"mrs fpcr (read FPCR)": lib.YF_FPI_STMXCSR, "msr fpcr (write FPCR)": lib.YF_FPI_LDMXCSR}
+
+    def per_insn(which):
+        def run():
+            t = checked_ns(lib.yf_bench_fp_insn(n, which), "yf_bench_fp_insn")
+            empty = checked_ns(lib.yf_bench_fp_insn(n, lib.YF_FPI_NONE), "yf_bench_fp_insn")
+            return max(t - empty, 0.0) / (8 * n)
+        return run
+    return summaries(interleaved({name: per_insn(w) for name, w in insns.items()}, rounds=rounds,
+                                 progress=progress))
 
 
 def _gen_round(n: int) -> float:
