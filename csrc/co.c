@@ -230,8 +230,9 @@ void *yfi_ctx_make(void *top, void (*entry)(void *), uint32_t mxcsr, uint16_t x8
      * state, the entry function and the trampoline. r12-r15 and rbp keep
      * what the stack held (yfi_ctx_entry zeroes the registers before its
      * call). Measured (AMD EPYC, KVM, one quiet spell): the pooled FP-fast
-     * life 59-60 ns with the five zero stores, 53-55 ns without them; the
-     * first switch's pops then wait for no store still in flight. */
+     * life 59-60 ns with a zero store per slot (memset's four 16-byte
+     * stores did the same), 53-55 ns without them; why, this VM's lack of
+     * hardware counters leaves unmeasured. */
     f->mxcsr = mxcsr;
     f->x87cw = x87cw;
     f->rbx = (uint64_t)(uintptr_t)entry;
