@@ -169,7 +169,28 @@
  *                                 481     441     825                  90      77                            64.5-66 53
  *   (minima over processes do not separate the last two steps; one process
  *   running both builds interleaved does: the default life 0.91-0.975x the
- *   step before in medians over 15 rounds, FP-fast 1.00-1.02x.) */
+ *   step before in medians over 15 rounds, FP-fast 1.00-1.02x.)
+ * Fifth round: the run loops' FP control state (struct run_fp). Where a
+ * stmxcsr sits matters more than how many there are. The fourth round's
+ * read at the start of a run, right after the create's stores, cost about
+ * 6% of a life alone (a build without it, for the experiment only, beside
+ * the one with it in one process: 0.94x); the same read inside the first
+ * resume's swap, after its pushes, costs little. And taking the three
+ * yields' reads out alone bought nothing (they are cheap there), until the
+ * run-start read went too. The exit's compare of the x87 CW, which needs
+ * the current one read first (fnstcw, then a load and a branch on it),
+ * cost 3-4% of a life against loading the root's always; yfi_ctx_full
+ * keeps its compare, where an unconditional fldcw measured 2-3% slower per
+ * switch. Counts as above; wall time as medians of the ratio to the
+ * fourth round's build over 31 interleaved rounds in one process, in
+ * noisy spells:
+ *                         life: default  FPFAST  MALLOC   round trip: default  FPFAST   life vs before: default  FPFAST
+ *   fourth round's end            477     439     823                  90      77
+ *   a yield to the loop saves and loads no FP state, nor does the next
+ *     resume of the same coroutine; the root's state read in the first
+ *     resume's swap, not before it; the exit loads the x87 CW always; an
+ *     FP-fast scheduler's loop the plain one
+ *                                 485     440     830                  91      78                0.94-0.96   1.00-1.02 */
 
 #ifdef YFI_ASAN
 #include <sanitizer/asan_interface.h>
@@ -334,7 +355,8 @@ _Static_assert(AT(yf_sched, mode, YFI_S_MODE) && sizeof(((yf_sched *)0)->mode) =
                    AT(yf_sched, resumes, YFI_S_RESUMES) && AT(yf_sched, ready, YFI_S_READY),
                "struct yf_sched differs from yfi_build.h");
 _Static_assert(AT(struct yfi_thread, cur, YFI_THR_CUR) && AT(struct yfi_thread, altstack_ready, YFI_THR_ALTSTACK) &&
-                   sizeof(yfi_thr.altstack_ready) == 4,
+                   sizeof(yfi_thr.altstack_ready) == 4 && AT(struct yfi_thread, in_run, YFI_THR_IN_RUN) &&
+                   sizeof(yfi_thr.in_run) == 4,
                "struct yfi_thread differs from yfi_build.h");
 _Static_assert(YF_READY == 1 && YF_RUNNING == 2, "ctx_x86_64.S's fast paths store and test these states");
 #undef AT
@@ -707,7 +729,7 @@ static inline __attribute__((noreturn)) void switch_exit(yf_sched *s, struct yf_
     __builtin_unreachable();
 }
 
-static inline int resume_go(yf_sched *s, struct yf_co *co, struct yf_co *back, const uint64_t *root_fp);
+static inline int resume_go(yf_sched *s, struct yf_co *co, struct yf_co *back);
 
 /* ---- ids ------------------------------------------------------------------- */
 
@@ -861,33 +883,99 @@ static uint64_t sched_ready(const yf_sched *s, uint64_t running)
     return n;
 }
 
-/* The root's FP control state as yfi_ctx_full_known takes it, read once per
- * run of the queue: from the root nothing but the run loop runs between two
- * of its resumes, and every switch back to the root loads the state its
- * resume saved, so the state read before the first resume holds for all
- * (the root's MXCSR status flags, which the psABI does not ask a callee to
- * keep, come back as they were then). So a run saves the root's state with
- * one stmxcsr, not one per resume. */
-static inline uint64_t root_fpword(const yf_sched *s)
+/* The run loops' FP control state (x86-64). From the root, nothing but the
+ * loop runs between two of its resumes, and the loop does no floating
+ * point. So:
+ *
+ * - The first resume of a run saves the root's state into the root's frame
+ *   (yfi_run_first), as every switch does; a coroutine's yield back to the
+ *   loop returns that word, and later resumes store it instead of reading
+ *   the state again (yfi_run_known, yfi_run_live). Every switch back to the
+ *   loop that loads the root's frame (an exit, a block, a yield in another
+ *   mode) thus loads the state read at the first. (The root's MXCSR status
+ *   flags, which the psABI does not ask a callee to keep, come back as they
+ *   were then.)
+ * - A coroutine's yield back to the loop (ctx_x86_64.S's fast path, in the
+ *   default mode, while yfi_thr.in_run says the root is in a loop) neither
+ *   saves its own state nor loads the root's: the CPU keeps holding the
+ *   coroutine's, and the loop remembers whose it is (`live`). Resuming that
+ *   coroutine again loads nothing (yfi_run_live); before the loop resumes
+ *   any other it writes the state into the waiting coroutine's frame
+ *   (fp_park), and before it returns it loads the root's too. No other code
+ *   runs meanwhile, so everything else finds every suspended coroutine's
+ *   state in its frame. (A signal handler does not see the difference
+ *   either: Linux starts it in the initial FP state whatever the thread
+ *   held.)
+ *
+ * The yield tells the loop by what it returns: the root's word with bit 63
+ * set; every other switch back returns 0. Only coroutines the root resumed
+ * (back == NULL) defer: a nested resume's resumer is a coroutine, which may
+ * do floating point. A resume in another mode (tracing on) clears in_run
+ * around its switch, since the slow paths do not return the word. */
+struct run_fp {
+    uint64_t root;              /* the root's state with bit 63; 0 until known */
+    struct yf_co *live;         /* whose state the CPU holds, not its frame; NULL: none */
+};
+
+#ifdef YFI_FAST_ASM
+static __attribute__((noinline)) void fp_park(struct yf_co *live)
 {
-#if defined(__x86_64__) && !defined(YFI_FIBERS)
-    if (s->flags & YF_SCHED_FPFAST)
-        return 0;
-    uint32_t m;
-    uint16_t c;
-    yfi_fpenv_read(&m, &c);
-    return m | (uint64_t)c << 32;
+    struct yfi_frame *f = live->sp;
+    yfi_fpenv_read(&f->mxcsr, &f->x87cw);
+}
+#endif
+
+/* One resume of a run loop (see struct run_fp). */
+static inline void run_resume(yf_sched *s, struct yf_co *co, struct run_fp *fp)
+{
+#ifdef YFI_FAST_ASM
+    struct yf_co *live = fp->live;
+    if (YF_LIKELY(s->mode == MODE_FULL)) {
+        /* The switch below loads co's state whole. */
+        if (YF_UNLIKELY(live != co) && live)
+            fp_park(live);
+        co->state = YF_RUNNING;
+        co->back = NULL;
+        yfi_thr.cur = co;
+        s->resumes++;
+        uint64_t r;
+        if (live == co)
+            r = yfi_run_live(co, fp->root);
+        else if (fp->root)
+            r = yfi_run_known(co, fp->root);
+        else
+            r = yfi_run_first(co, 0);
+        /* Not 0: co yielded, leaving its state in the CPU, and r is the
+         * root's. 0: it blocked or exited, or yielded in another mode,
+         * through switches that loaded the root's state. */
+        fp->live = r ? co : NULL;
+        if (r)
+            fp->root = r;
+        return;
+    }
+    /* The slow mode (tracing): the ordinary switches, which save the CPU's
+     * state as the root's. It holds the root's: a mode changes only while
+     * some coroutine runs, and the last switch back was then not a
+     * deferring yield, which needs the default mode. co may turn tracing
+     * off and then yield through a switch whose value is not seen here: it
+     * must not defer. */
+#ifdef YF_DEBUG
+    YF_ASSERT(live == NULL);
+#endif
+    yfi_thr.in_run = 0;
+    resume_go(s, co, NULL);
+    yfi_thr.in_run = 1;
 #else
-    (void)s;
-    return 0;
+    (void)fp;
+    resume_go(s, co, NULL);
 #endif
 }
 
 /* Before a run of the queue from the root (the caller has checked): 0 when
  * nothing is queued; else the thread has its alternate signal stack, so
  * resume's checks hold for every queued coroutine (new or ready, of this
- * scheduler), and *fp is the root's root_fpword. */
-static inline int run_start(yf_sched *s, uint64_t *fp)
+ * scheduler), and *fp is set up for run_resume. */
+static inline int run_start(yf_sched *s, struct run_fp *fp)
 {
     if (s->ready.next == &s->ready)
         return 0;
@@ -896,8 +984,25 @@ static inline int run_start(yf_sched *s, uint64_t *fp)
         (void)yfi_altstack_install();
         errno = e;
     }
-    *fp = root_fpword(s);
+    fp->root = 0;
+    fp->live = NULL;
+    yfi_thr.in_run = 1;
     return 1;
+}
+
+/* After a run: a coroutine's state that the CPU still holds to its frame,
+ * and the root's back. */
+static inline void run_end(struct run_fp *fp)
+{
+    yfi_thr.in_run = 0;
+#ifdef YFI_FAST_ASM
+    if (fp->live) {
+        fp_park(fp->live);
+        yfi_fpenv_write((uint32_t)fp->root, (uint16_t)(fp->root >> 32));
+    }
+#else
+    (void)fp;
+#endif
 }
 
 int64_t yf_sched_run(yf_sched *s)
@@ -907,10 +1012,18 @@ int64_t yf_sched_run(yf_sched *s)
         return -1;
     }
     int64_t n = 0;
-    uint64_t fp;
-    if (run_start(s, &fp))
-        for (struct yf_co *co; (co = s->ready.next) != &s->ready; n++)
-            resume_go(s, co, NULL, &fp);
+    struct run_fp fp;
+    if (run_start(s, &fp)) {
+        /* An FP-fast scheduler never defers (its mode is never the
+         * default): the plain loop. */
+        if (s->flags & YF_SCHED_FPFAST)
+            for (struct yf_co *co; (co = s->ready.next) != &s->ready; n++)
+                resume_go(s, co, NULL);
+        else
+            for (struct yf_co *co; (co = s->ready.next) != &s->ready; n++)
+                run_resume(s, co, &fp);
+        run_end(&fp);
+    }
     return n;
 }
 
@@ -924,10 +1037,16 @@ int64_t yf_sched_run_once(yf_sched *s)
      * the entries queued now are exactly this pass (from the root, tested
      * above, none of s's coroutines is running). */
     int64_t max = (int64_t)sched_ready(s, 0), n = 0;
-    uint64_t fp;
-    if (run_start(s, &fp))
-        for (struct yf_co *co; n < max && (co = s->ready.next) != &s->ready; n++)
-            resume_go(s, co, NULL, &fp);
+    struct run_fp fp;
+    if (run_start(s, &fp)) {
+        if (s->flags & YF_SCHED_FPFAST)
+            for (struct yf_co *co; n < max && (co = s->ready.next) != &s->ready; n++)
+                resume_go(s, co, NULL);
+        else
+            for (struct yf_co *co; n < max && (co = s->ready.next) != &s->ready; n++)
+                run_resume(s, co, &fp);
+        run_end(&fp);
+    }
     return n;
 }
 
@@ -1122,20 +1241,13 @@ yf_co *yf_co_create(yf_sched *s, yf_co_fn fn, void *arg)
 }
 
 /* The switch into co, which the caller has checked may run (it stays in the
- * ready queue: see requeue). root_fp: the run loops' root_fpword, or NULL. */
-static inline int resume_go(yf_sched *s, struct yf_co *co, struct yf_co *back, const uint64_t *root_fp)
+ * ready queue: see requeue). */
+static inline int resume_go(yf_sched *s, struct yf_co *co, struct yf_co *back)
 {
     co->state = YF_RUNNING;
     co->back = back;
     yfi_thr.cur = co;
     s->resumes++;
-#if defined(__x86_64__) && !defined(YFI_FIBERS)
-    if (root_fp && YF_LIKELY(s->mode == MODE_FULL))
-        return yfi_ctx_full_known(SWITCH_SAVE(co, YF_REASON_RESUME), SWITCH_LOAD(co, YF_REASON_RESUME), NULL,
-                                  *root_fp);
-#else
-    (void)root_fp;
-#endif
     return switch_to(s, co, YF_REASON_RESUME);
 }
 
@@ -1161,7 +1273,7 @@ static __attribute__((noinline, cold)) int resume_slow(yf_sched *s, struct yf_co
         (void)yfi_altstack_install();
         errno = e;
     }
-    return resume_go(s, co, back, NULL);
+    return resume_go(s, co, back);
 }
 
 int RESUME_FN(yf_co *co)
@@ -1176,7 +1288,7 @@ int RESUME_FN(yf_co *co)
     if (YF_UNLIKELY(!yfi_thr.altstack_ready) || (back && YF_UNLIKELY(back->s != s)) ||
         YF_UNLIKELY(co->state > YF_READY))
         return resume_slow(s, co, back);
-    return resume_go(s, co, back, NULL);
+    return resume_go(s, co, back);
 }
 
 static __attribute__((noinline, cold)) int not_in_coroutine(void)

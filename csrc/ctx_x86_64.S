@@ -34,7 +34,8 @@
  * for a fresh context, as the argument of its entry function).
  *
  * Variants (see lab/lab.h YF_CTX_*; the notebook 01 ablation times them;
- * the runtime carries full and nofp, lab/ctx_variants_x86_64.S the rest):
+ * the runtime carries full and nofp, and the run loops' three below;
+ * lab/ctx_variants_x86_64.S the rest):
  *   full        MXCSR saved and loaded always, x87 control word saved always
  *               and loaded only when it differs (fldcw is microcoded and
  *               slow; stmxcsr/ldmxcsr are cheap enough to do always, and a
@@ -75,13 +76,37 @@
     .set yfi_ctx_nofp_int, yfi_ctx_nofp
 
     SWITCH yfi_ctx_full,        1, 1, 0
-/* yfi_ctx_full for a context whose FP control state its caller knows
- * (co.c's run loops: the root, between two resumes, runs only the loop). */
-    SWITCH yfi_ctx_full_known,  2, 1, 0
     SWITCH yfi_ctx_nofp,        0, 0, 0
+/* The run loops' resumes (co.c's run_resume; the root, between two of
+ * them, runs only the loop): uint64_t \name(struct yf_co *co, uint64_t
+ * fpword) saves the root's context into co->ret and enters co->sp, handing
+ * co 0. yfi_run_first saves the root's FP control state and loads co's
+ * whole; yfi_run_known stores `fpword`, the state the loop learnt, instead
+ * of reading it, and loads co's whole; yfi_run_live stores it and loads
+ * nothing, the CPU holding co's state already. Each returns what the
+ * switch back returns: a deferring yield's word (below), or 0. */
+.macro RUN_SWITCH name, fpsave, fpload
+    .globl \name
+    .hidden \name
+    .type \name, @function
+    .p2align 4
+\name:
+    .cfi_startproc
+    SWAP \fpsave, \fpload, 0, 1, YFI_CO_RET(%rdi), YFI_CO_SP(%rdi), 1, %rsi
+    .cfi_endproc
+    .size \name, .-\name
+.endm
+    RUN_SWITCH yfi_run_first, 1, 2
+    RUN_SWITCH yfi_run_known, 2, 2
+    RUN_SWITCH yfi_run_live,  2, 0
+
 /* The switch out of a finished coroutine: it never runs again, so nothing
- * of it is saved (`save` is ignored); the loaded side is the same. */
-    SWITCH yfi_ctx_full_exit,   0, 1, 0, 0
+ * of it is saved (`save` is ignored); the loaded side is the same, except
+ * that yfi_ctx_full_exit loads the x87 CW always: comparing it first needs
+ * the current one read (fnstcw, then a load and a branch on it), which
+ * measured 3-4% of a coroutine's life slower on the machine this was
+ * written on (co.c's top comment, fifth round). */
+    SWITCH yfi_ctx_full_exit,   0, 2, 0, 0
     SWITCH yfi_ctx_nofp_exit,   0, 0, 0, 0
 
 /* ---- x86-64's fused resume and yield (yfi_build.h) ---------------------------
@@ -168,8 +193,21 @@ yf_co_yield:
     movq    YFI_CO_BACK(%rdi), %rsi                 /* cur = back */
     movq    %rsi, %fs:YFI_THR_CUR(%rdx)
     je      2f
+    cmpl    $0, %fs:YFI_THR_IN_RUN(%rdx)            /* the root is in a run loop */
+    jne     5f
+6:
     .cfi_remember_state
     FAST_SWAP 1, YFI_CO_SP, YFI_CO_RET
+5:
+    /* ...and co's resumer is the root, so the loop (co.c's run_resume),
+     * which does no floating point: the FP control state stays in the CPU,
+     * co's frame does not get it, and the loop learns so from the value
+     * returned, the root's state that its resume saved, with bit 63 set. */
+    .cfi_restore_state
+    testq   %rsi, %rsi
+    jne     6b
+    .cfi_remember_state
+    SWAP    0, 0, 0, 1, YFI_CO_SP(%rdi), YFI_CO_RET(%rdi), 2
 2:
     .cfi_restore_state
     .cfi_remember_state

@@ -106,11 +106,12 @@ YFI_FUNC void yfi_ctx_entry(void);
 YFI_FUNC int yfi_ctx_full_int(void **save, void *load, void *value);
 YFI_FUNC int yfi_ctx_nofp_int(void **save, void *load, void *value);
 #if defined(__x86_64__)
-/* yfi_ctx_full_int, but the FP control state saved is `fpword` (MXCSR in its
- * low 32 bits, the x87 CW in the next 16), which the caller knows to be the
- * current one (stmxcsr alone took 4.8-5.0 ns on the machine this was
- * written on, more than the rest of the swap; co.c's top comment). */
-YFI_FUNC int yfi_ctx_full_known(void **save, void *load, void *value, uint64_t fpword);
+/* The run loops' resumes (co.c's run_resume; ctx_x86_64.S says what each
+ * does with the FP control state). */
+struct yf_co;
+YFI_FUNC uint64_t yfi_run_first(struct yf_co *co, uint64_t fpword);
+YFI_FUNC uint64_t yfi_run_known(struct yf_co *co, uint64_t fpword);
+YFI_FUNC uint64_t yfi_run_live(struct yf_co *co, uint64_t fpword);
 #endif
 /* The one-way switches out of a finished coroutine: `load` is resumed as by
  * yfi_ctx_full and yfi_ctx_nofp, `save` is ignored and nothing of the
@@ -261,6 +262,10 @@ YFI_FUNC int yfi_altstack_install(void);
 struct yfi_thread {
     struct yf_co *cur;          /* the running coroutine; NULL in the root context */
     int altstack_ready;         /* yfi_altstack_install succeeded on this thread */
+    /* x86-64: the root is in a run loop (co.c's run_resume), so that a
+     * coroutine the root resumed may yield to it leaving its FP control
+     * state in the CPU. */
+    int in_run;
 };
 YFI_FUNC extern __thread struct yfi_thread yfi_thr __attribute__((tls_model("initial-exec")));
 

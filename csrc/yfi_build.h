@@ -59,5 +59,6 @@
 /* struct yfi_thread (yfi.h) */
 #define YFI_THR_CUR 0
 #define YFI_THR_ALTSTACK 8      /* int */
+#define YFI_THR_IN_RUN 12       /* int */
 
 #endif

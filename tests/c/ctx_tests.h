@@ -358,6 +358,159 @@ static void test_root_changes_nested(unsigned flags)
     CHECK(yf_sched_free(s) == 0);
 }
 
+/* ---- the run loops ----------------------------------------------------------
+ * yf_sched_run and yf_sched_run_once handle the FP control state apart from
+ * the switches (co.c's struct run_fp, x86-64): the root's is read once per
+ * run, and a coroutine that yields back to the loop leaves its own in the
+ * CPU until the loop runs another one or returns. Every coroutine here
+ * checks its own state after each switch, in every way a coroutine can
+ * leave the loop and come back: alone and between neighbours, by yield,
+ * block and exit, through a nested resume, and with the switch mode changed
+ * (tracing on and off) while it runs. The root checks its own after each
+ * run; it changes it between runs, and after making the scheduler. */
+
+/* A yield, after which the rounding mode is still `mode`. */
+static void yield_keeps(int mode)
+{
+    CHECK(yf_co_yield() == 0);
+    check_rounding(mode);
+}
+
+/* Its own rounding mode across several yields (the loop resumes it alone
+ * when the others are done), then raw writes to both units, then it ends
+ * with yet another state. */
+static intptr_t rl_own(void *arg)
+{
+    int mode = (int)(intptr_t)arg;
+    CHECK(fesetround(mode) == 0);
+    for (int i = 0; i < 6; i++)
+        yield_keeps(mode);
+    set_own_env_across_yield();
+    CHECK(fesetround(FE_TOWARDZERO) == 0);
+    return 0;
+}
+
+/* Outlives the others, so that the loop resumes it alone, and changes its
+ * rounding mode before every yield. */
+static intptr_t rl_alone(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 40; i++) {
+        int mode = FE_MODES[i % 4];
+        CHECK(fesetround(mode) == 0);
+        yield_keeps(mode);
+    }
+    return 0;
+}
+
+static intptr_t rl_blocks(void *arg)
+{
+    (void)arg;
+    CHECK(fesetround(FE_UPWARD) == 0);
+    CHECK(yf_co_block() == 5);
+    check_rounding(FE_UPWARD);
+    yield_keeps(FE_UPWARD);
+    return 0;
+}
+
+static intptr_t rl_waker(void *arg)
+{
+    yf_co *b = arg;
+    CHECK(fesetround(FE_DOWNWARD) == 0);
+    while (yf_co_state(b) != YF_BLOCKED)
+        yield_keeps(FE_DOWNWARD);
+    CHECK(yf_co_wake(b, yf_co_token(b), 5) == 0);
+    yield_keeps(FE_DOWNWARD);
+    return 0;
+}
+
+/* Resumes a coroutine of its own scheduler, which the loop resumes too. */
+static intptr_t rl_inner(void *arg)
+{
+    (void)arg;
+    CHECK(fesetround(FE_UPWARD) == 0);
+    for (int i = 0; i < 3; i++)
+        yield_keeps(FE_UPWARD);
+    return 0;
+}
+
+static intptr_t rl_outer(void *arg)
+{
+    (void)arg;
+    CHECK(fesetround(FE_TOWARDZERO) == 0);
+    yf_co *in = yf_co_create(yf_sched_current(), rl_inner, NULL);
+    CHECK(in != NULL);
+    while (yf_co_state(in) != YF_DONE) {
+        CHECK(yf_co_resume(in) == 0);
+        check_rounding(FE_TOWARDZERO);
+        yield_keeps(FE_TOWARDZERO);
+    }
+    intptr_t st;
+    CHECK(yf_co_reap(in, &st) == 0 && st == 0);
+    return 0;
+}
+
+/* Turns tracing (the slow switches) on and off while it runs, with another
+ * rounding mode each time. */
+static intptr_t rl_traces(void *arg)
+{
+    (void)arg;
+    yf_sched *s = yf_sched_current();
+    for (int i = 0; i < 6; i++) {
+        int mode = FE_MODES[1 + i % 3];
+        CHECK(fesetround(mode) == 0);
+        CHECK(yf_sched_trace(s, i % 2 ? 0 : 16) == 0);
+        yield_keeps(mode);
+    }
+    return 0;
+}
+
+static void check_root_mode(int mode)
+{
+    CHECK(fegetround() == mode);
+    check_rounding(mode);
+}
+
+static void test_fp_run_loops(void)
+{
+    fpenv f0 = fp_now();
+    yf_sched *s = yf_sched_new(65536, 0);
+    CHECK(s != NULL);
+    static const int root_modes[3] = {FE_TOWARDZERO, FE_DOWNWARD, FE_UPWARD};
+    for (int once = 0; once < 2; once++) {
+        yf_co *co[9];
+        co[0] = yf_co_create(s, rl_own, (void *)(intptr_t)FE_UPWARD);
+        co[1] = yf_co_create(s, fp_body_plain, NULL);
+        co[2] = yf_co_create(s, rl_blocks, NULL);
+        co[3] = yf_co_create(s, rl_waker, co[2]);
+        co[4] = yf_co_create(s, rl_outer, NULL);
+        co[5] = yf_co_create(s, rl_traces, NULL);
+        co[6] = yf_co_create(s, rl_own, (void *)(intptr_t)FE_DOWNWARD);
+        co[7] = yf_co_create(s, fp_body_plain, NULL);
+        co[8] = yf_co_create(s, rl_alone, NULL);
+        for (int i = 0; i < 9; i++)
+            CHECK(co[i] != NULL);
+        if (!once) {
+            CHECK(fesetround(FE_TOWARDZERO) == 0);
+            CHECK(yf_sched_run(s) > 0);
+            check_root_mode(FE_TOWARDZERO);
+        } else {
+            for (int pass = 0; yf_sched_run_once(s) > 0; pass++) {
+                check_root_mode(root_modes[pass % 3]);
+                CHECK(fesetround(root_modes[(pass + 1) % 3]) == 0);
+            }
+        }
+        for (int i = 0; i < 9; i++) {
+            intptr_t st;
+            CHECK(yf_co_reap(co[i], &st) == 0 && st == 0);
+        }
+        CHECK(fesetround(root_modes[0]) == 0);
+    }
+    CHECK(fesetround(FE_TONEAREST) == 0);
+    check_env(f0);
+    CHECK(yf_sched_free(s) == 0);
+}
+
 static intptr_t align_body(void *arg)
 {
     (void)arg;
@@ -393,6 +546,7 @@ static void run_shared_ctx_tests(void)
     test_root_changes_after_new(YF_SCHED_FPFAST);
     test_root_changes_nested(0);
     test_root_changes_nested(YF_SCHED_FPFAST);
+    test_fp_run_loops();
     test_sched_alignment();
 }
 
