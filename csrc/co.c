@@ -731,6 +731,16 @@ static inline __attribute__((noreturn)) void switch_exit(yf_sched *s, struct yf_
 
 static inline int resume_go(yf_sched *s, struct yf_co *co, struct yf_co *back);
 
+/* What every resume records before its switch: co runs (it stays in the
+ * ready queue: see requeue), for `back`. */
+static inline void resume_mark(yf_sched *s, struct yf_co *co, struct yf_co *back)
+{
+    co->state = YF_RUNNING;
+    co->back = back;
+    yfi_thr.cur = co;
+    s->resumes++;
+}
+
 /* ---- ids ------------------------------------------------------------------- */
 
 /* A reaped structure, off the free list: its index comes back with the next
@@ -934,10 +944,7 @@ static inline void run_resume(yf_sched *s, struct yf_co *co, struct run_fp *fp)
         /* The switch below loads co's state whole. */
         if (YF_UNLIKELY(live != co) && live)
             fp_park(live);
-        co->state = YF_RUNNING;
-        co->back = NULL;
-        yfi_thr.cur = co;
-        s->resumes++;
+        resume_mark(s, co, NULL);
         uint64_t r;
         if (live == co)
             r = yfi_run_live(co, fp->root);
@@ -1240,14 +1247,10 @@ yf_co *yf_co_create(yf_sched *s, yf_co_fn fn, void *arg)
     return co_init(s, co, s->pool.free[--s->pool.nfree], fn, arg);
 }
 
-/* The switch into co, which the caller has checked may run (it stays in the
- * ready queue: see requeue). */
+/* The switch into co, which the caller has checked may run. */
 static inline int resume_go(yf_sched *s, struct yf_co *co, struct yf_co *back)
 {
-    co->state = YF_RUNNING;
-    co->back = back;
-    yfi_thr.cur = co;
-    s->resumes++;
+    resume_mark(s, co, back);
     return switch_to(s, co, YF_REASON_RESUME);
 }
 
