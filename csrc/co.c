@@ -170,7 +170,8 @@
  *   (minima over processes do not separate the last two steps; one process
  *   running both builds interleaved does: the default life 0.91-0.975x the
  *   step before in medians over 15 rounds, FP-fast 1.00-1.02x.)
- * Fifth round: the run loops' FP control state (struct run_fp). Where a
+ * Fifth round: the run loops' FP control state (struct run_fp, which
+ * replaced root_fpword; yfi_run_known replaced yfi_ctx_full_known). Where a
  * stmxcsr sits matters more than how many there are. The fourth round's
  * read at the start of a run, right after the create's stores, cost about
  * 6% of a life alone (a build without it, for the experiment only, beside

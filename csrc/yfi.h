@@ -108,7 +108,6 @@ YFI_FUNC int yfi_ctx_nofp_int(void **save, void *load, void *value);
 #if defined(__x86_64__)
 /* The run loops' resumes (co.c's run_resume; ctx_x86_64.S says what each
  * does with the FP control state). */
-struct yf_co;
 YFI_FUNC uint64_t yfi_run_first(struct yf_co *co, uint64_t fpword);
 YFI_FUNC uint64_t yfi_run_known(struct yf_co *co, uint64_t fpword);
 YFI_FUNC uint64_t yfi_run_live(struct yf_co *co, uint64_t fpword);
